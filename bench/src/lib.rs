@@ -1,0 +1,4 @@
+//! klagg test bench: the Binance USD-M exchange simulator (`klagg sim`, `klagg run --venue sim`),
+//! workload generators, replay readers and the benchmark programs.
+
+pub mod sim;

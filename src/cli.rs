@@ -1,0 +1,28 @@
+//! Command line (main thread): the subcommands and their dispatch. Each subcommand owns its
+//! argument struct; this module only routes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Binance USD-M futures klines from the live aggregate-trade stream.
+#[derive(Debug, Parser)]
+#[command(name = "klagg", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the simulated Binance USD-M exchange on loopback.
+    Sim(klagg_bench::sim::SimArgs),
+}
+
+/// Run the chosen subcommand and turn its outcome into the process exit code.
+pub fn dispatch(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Sim(args) => klagg_bench::sim::run_cli(args),
+    }
+}
