@@ -1,1 +1,6 @@
+//! klagg data plane: the pure kline core ([`kline`]), the activation protocol's messages
+//! ([`protocol`]), and (coming) the activating Worker and the pinned shard threads with their
+//! mio-driven WebSocket I/O.
 
+pub mod kline;
+pub mod protocol;

@@ -1,0 +1,12 @@
+//! The pure kline core (no I/O, no clock reads, no logging; used by shard threads and by
+//! `klagg replay`): intervals, fixed-point decimals, the trade and kline types and the kline book.
+
+pub mod book;
+pub mod decimal;
+pub mod interval;
+pub mod model;
+
+pub use book::{ApplyOutcome, BookError, BookEvent, BookStats, KlineBook, flat_run_klines};
+pub use decimal::{DecimalError, Fixed, parse_scaled, written_scale};
+pub use interval::{Interval, IntervalError};
+pub use model::{AggTrade, KLINE_CSV_HEADER, Kline, Scales};
