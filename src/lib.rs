@@ -1,5 +1,26 @@
-//! klagg control plane (library crate of the `klagg` binary): command line, run_app and the
+//! klagg control plane (library crate of the `klagg` binary): command line, `run_app` and the
 //! control threads. The data plane (kline core, Worker, shard threads) is `klagg_shards`; the
 //! exchange simulator and benchmarks are `klagg_bench`.
+//!
+//! ```text
+//!  main ── run_app: flags → Config → logging → API listener → shards → dispatcher →
+//!   │       SymbolManager → watchdog; waits for SIGINT/SIGTERM or --run-for; joins
+//!   ├─ api-0, api-1        gateway: /api/v1/status, /health, /metrics (tiny_http)
+//!   ├─ shard-00 … shard-NN data plane (klagg_shards), pinned
+//!   ├─ activation-dispatcher  activation_rx (2048) + ack_rx → ShardCmd to the owner shard
+//!   ├─ symbol-manager      registry, exchangeInfo refresh, resync reports
+//!   │    ├─ backfill-0..N  KlineBackfiller: initial packages → activation_tx
+//!   │    └─ new-symbol-detector  !miniTicker@arr → confirm → package → activation_tx
+//!   └─ watchdog            HealthReporter of every service, /health, progress line
+//! ```
 
+pub mod activation_dispatcher;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod constants;
+pub mod health;
+pub mod log;
+pub mod runtime;
+pub mod shutdown;
+pub mod status;
