@@ -24,3 +24,4 @@ pub mod log;
 pub mod runtime;
 pub mod shutdown;
 pub mod status;
+pub mod symbol_manager;

@@ -1,0 +1,485 @@
+//! The SymbolManager (thread `symbol-manager`, plus its sub-task threads `backfill-N` and
+//! `new-symbol-detector`): owns the symbol registry and every symbol's lifecycle from discovery
+//! to data preparation; the only producer of `ActivateSymbol` (seed "Components").
+//!
+//! Its own thread: loads the universe from exchangeInfo (USDT perpetuals with status TRADING;
+//! `--symbols` / `--max-symbols` narrow it), orders it by 24 h quote volume (one `ticker/24hr`
+//! call) and queues it for the backfill threads; then loops: resync requests from shards
+//! (`ShardReport::ResyncNeeded` → the same package-and-activate path, at the front of the
+//! queue), and the periodic exchangeInfo refresh (promotions of PENDING_TRADING symbols, new
+//! listings the detector missed, delistings → `DeactivateSymbol`). Its inboxes: `report_rx`
+//! (bounded `SHARD_REPORT_CAPACITY`, from every shard).
+
+pub mod backfiller;
+pub mod detector;
+pub mod exchange;
+pub mod package;
+pub mod registry;
+pub mod rest;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use klagg_shards::kline::Interval;
+use klagg_shards::protocol::ShardReport;
+use slog::{Logger, info, o, warn};
+
+use self::backfiller::{Backfiller, Job, JobKind, JobQueue, PackageBuilder, send_activation};
+use self::detector::Detector;
+use self::exchange::{ExchangeInfo, Listing, Ticker24h, parse_exchange_info, parse_ticker_24h};
+use self::registry::{Lifecycle, RegistryView};
+use self::rest::{RestClient, RestError};
+use crate::activation_dispatcher::DispatcherCmd;
+use crate::clock::{Clock, SystemClock, epoch_ms};
+use crate::config::SymbolFilter;
+use crate::health::{HealthReport, HealthReporter, HealthStatus, heartbeat_report};
+use crate::runtime::spawn_control;
+use crate::shutdown::{Shutdown, StopReason};
+use crate::status::StatusBoard;
+
+/// How often the manager thread wakes when nothing arrives (heartbeat, refresh check).
+const MANAGER_WAKE_MS: u64 = 250;
+/// Weight of `ticker/24hr` without a symbol.
+const TICKER_ALL_WEIGHT: u64 = 40;
+
+/// What the SymbolManager needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct SymbolManagerConfig {
+    pub ws_url: String,
+    pub intervals: Vec<Interval>,
+    pub rest_has_1s: bool,
+    pub filter: SymbolFilter,
+    pub backfill_concurrency: usize,
+    pub refresh_ms: i64,
+    pub control_core: Option<usize>,
+    /// Start the NewSymbolDetector (tests of the backfill path alone turn it off).
+    pub detector: bool,
+}
+
+/// The running SymbolManager's threads.
+#[derive(Debug)]
+pub struct SymbolManagerThreads {
+    pub threads: Vec<JoinHandle<()>>,
+    pub queue: Arc<JobQueue>,
+}
+
+/// The manager thread's state.
+#[derive(Debug)]
+struct Manager {
+    config: SymbolManagerConfig,
+    rest: RestClient,
+    registry: RegistryView,
+    queue: Arc<JobQueue>,
+    activation_tx: Sender<DispatcherCmd>,
+    report_rx: Receiver<ShardReport>,
+    status: Arc<StatusBoard>,
+    log: Logger,
+    shutdown: Shutdown,
+}
+
+/// Start the SymbolManager: its thread, the backfill threads and the detector.
+///
+/// # Errors
+/// A thread could not be created.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
+    config: SymbolManagerConfig,
+    rest: RestClient,
+    registry: RegistryView,
+    activation_tx: Sender<DispatcherCmd>,
+    report_rx: Receiver<ShardReport>,
+    status: Arc<StatusBoard>,
+    log: &Logger,
+    shutdown: &Shutdown,
+) -> std::io::Result<SymbolManagerThreads> {
+    let queue = Arc::new(JobQueue::default());
+    let builder = PackageBuilder::new(
+        rest.clone(),
+        &config.intervals,
+        config.rest_has_1s,
+        status.clone(),
+    );
+    let mut threads = Vec::new();
+    for id in 0..config.backfill_concurrency {
+        let backfiller = Backfiller {
+            id,
+            queue: queue.clone(),
+            builder: builder.clone(),
+            registry: registry.clone(),
+            activation_tx: activation_tx.clone(),
+            log: log.new(o!("thread" => format!("backfill-{id}"))),
+            shutdown: shutdown.clone(),
+        };
+        threads.push(spawn_control(
+            &format!("backfill-{id}"),
+            config.control_core,
+            move || backfiller.run(),
+        )?);
+    }
+    if config.detector {
+        let detector = Detector {
+            ws_url: config.ws_url.clone(),
+            registry: registry.clone(),
+            builder,
+            activation_tx: activation_tx.clone(),
+            filter: config.filter.clone(),
+            log: log.new(o!("thread" => "new-symbol-detector")),
+            shutdown: shutdown.clone(),
+            candidates: Vec::new(),
+            recheck: HashMap::new(),
+            last_confirm_ms: 0,
+        };
+        threads.push(spawn_control(
+            "new-symbol-detector",
+            config.control_core,
+            move || detector.run(),
+        )?);
+    }
+    let core = config.control_core;
+    let manager = Manager {
+        config,
+        rest,
+        registry,
+        queue: queue.clone(),
+        activation_tx,
+        report_rx,
+        status,
+        log: log.new(o!("thread" => "symbol-manager")),
+        shutdown: shutdown.clone(),
+    };
+    threads.insert(
+        0,
+        spawn_control("symbol-manager", core, move || manager.run())?,
+    );
+    Ok(SymbolManagerThreads { threads, queue })
+}
+
+impl Manager {
+    fn run(mut self) {
+        info!(self.log, "symbol manager started"; "backfill_concurrency" => self.config.backfill_concurrency,
+            "requests_per_symbol" => package::plan(&self.config.intervals, self.config.rest_has_1s).fetches.len());
+        if let Err(error) = self.load_universe() {
+            if !matches!(error, RestError::Stopped) {
+                let message = format!("venue unreachable at {}: {error}", self.rest.base_url());
+                slog::crit!(self.log, "cannot load the symbol universe"; "error" => &message);
+                self.shutdown.request(StopReason::Fatal(message));
+            }
+            return;
+        }
+        let mut next_refresh_ms = epoch_ms() + self.config.refresh_ms;
+        // The thread's event loop: intentionally unbounded; each step is bounded.
+        while !self.shutdown.is_requested() {
+            let now = epoch_ms();
+            StatusBoard::beat(&self.status.manager_heartbeat_ms, now);
+            StatusBoard::put(&self.status.backfill_queue_depth, self.queue.len() as u64);
+            if now >= next_refresh_ms {
+                self.refresh();
+                next_refresh_ms = epoch_ms() + self.config.refresh_ms;
+            }
+            if let Ok(report) = self
+                .report_rx
+                .recv_timeout(Duration::from_millis(MANAGER_WAKE_MS))
+            {
+                self.on_report(report);
+            }
+        }
+        info!(self.log, "symbol manager stopped");
+    }
+
+    fn fetch_exchange_info(&self) -> Result<ExchangeInfo, RestError> {
+        let body = self.rest.get("/fapi/v1/exchangeInfo", 1)?;
+        let info = parse_exchange_info(&body).map_err(|e| RestError::Transport {
+            url: format!("{}/fapi/v1/exchangeInfo", self.rest.base_url()),
+            reason: e.to_string(),
+        })?;
+        if let Some(limit) = info.weight_limit_per_minute() {
+            self.rest.budget.set_limit(limit);
+        }
+        Ok(info)
+    }
+
+    fn fetch_tickers(&self) -> HashMap<String, Ticker24h> {
+        let tickers = self
+            .rest
+            .get("/fapi/v1/ticker/24hr", TICKER_ALL_WEIGHT)
+            .map_err(|e| e.to_string())
+            .and_then(|body| parse_ticker_24h(&body).map_err(|e| e.to_string()));
+        match tickers {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(error) => {
+                warn!(self.log, "ticker/24hr failed; backfilling in exchangeInfo order"; "error" => error);
+                HashMap::new()
+            }
+        }
+    }
+
+    /// The startup universe: register, order busiest first, queue.
+    fn load_universe(&mut self) -> Result<(), RestError> {
+        let info = self.fetch_exchange_info()?;
+        let tickers = self.fetch_tickers();
+        let now = epoch_ms();
+        let mut trading = Vec::new();
+        let mut registry = self.registry.write();
+        for symbol in &info.symbols {
+            let allowed = self
+                .config
+                .filter
+                .only
+                .as_ref()
+                .is_none_or(|only| only.contains(&symbol.symbol));
+            let listing = symbol.listing(now);
+            let Ok(scales) = symbol.scales() else {
+                registry.exclude(&symbol.symbol);
+                continue;
+            };
+            match listing {
+                Listing::Trading if allowed => {
+                    let ticker = tickers.get(&symbol.symbol).copied().unwrap_or_default();
+                    trading.push((symbol.symbol.clone(), scales, ticker));
+                }
+                Listing::Pending if allowed => {
+                    let _ = registry.insert(
+                        &symbol.symbol,
+                        scales,
+                        Lifecycle::Pending,
+                        Ticker24h::default(),
+                    );
+                }
+                _ => registry.exclude(&symbol.symbol),
+            }
+        }
+        // Busiest first; the name breaks ties so the order is deterministic.
+        trading.sort_by(|a, b| {
+            b.2.quote_volume
+                .cmp(&a.2.quote_volume)
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        if let Some(max) = self.config.filter.max {
+            for (name, _, _) in trading.drain(max.min(trading.len())..) {
+                registry.exclude(&name);
+            }
+        }
+        let mut jobs = Vec::with_capacity(trading.len());
+        for (name, scales, ticker) in &trading {
+            match registry.insert(name, *scales, Lifecycle::Queued, *ticker) {
+                Ok(symbol) => jobs.push(Job {
+                    symbol,
+                    kind: JobKind::Startup,
+                    attempt: 0,
+                }),
+                Err(error) => {
+                    warn!(self.log, "symbol not registered"; "symbol" => name, "error" => error.to_string())
+                }
+            }
+        }
+        StatusBoard::put(&self.status.symbols_total, registry.serving_count() as u64);
+        drop(registry);
+        self.queue
+            .startup_remaining
+            .store(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if jobs.is_empty() {
+            self.status.mark_last_package();
+        }
+        for job in &jobs {
+            self.queue.push(*job);
+        }
+        info!(self.log, "symbol universe loaded"; "symbols" => jobs.len(),
+            "pending" => self.registry.read().entries().iter().filter(|e| e.lifecycle == Lifecycle::Pending).count(),
+            "weight_limit" => self.rest.budget.snapshot().limit_per_minute);
+        Ok(())
+    }
+
+    fn on_report(&mut self, report: ShardReport) {
+        let ShardReport::ResyncNeeded {
+            shard,
+            symbol,
+            reason,
+        } = report;
+        let live = self.registry.lifecycle(symbol) == Some(Lifecycle::Sent);
+        if live
+            && self.queue.push(Job {
+                symbol,
+                kind: JobKind::Resync,
+                attempt: 0,
+            })
+        {
+            StatusBoard::add(&self.status.resyncs, 1);
+            info!(self.log, "resync queued"; "symbol" => self.registry.name(symbol).as_deref().unwrap_or("?"),
+                "shard" => shard.0, "reason" => format!("{reason:?}"));
+        }
+    }
+
+    /// Reconcile the registry with a fresh exchangeInfo.
+    fn refresh(&mut self) {
+        let info = match self.fetch_exchange_info() {
+            Ok(info) => info,
+            Err(error) => {
+                warn!(self.log, "exchangeInfo refresh failed"; "error" => error.to_string());
+                return;
+            }
+        };
+        let now = epoch_ms();
+        self.delist(&info, now);
+        self.admit(&info, now);
+        StatusBoard::put(
+            &self.status.symbols_total,
+            self.registry.read().serving_count() as u64,
+        );
+    }
+
+    /// Registered symbols that left TRADING (or vanished) are deactivated and unsubscribed.
+    fn delist(&mut self, info: &ExchangeInfo, now_ms: i64) {
+        let gone: Vec<_> = self
+            .registry
+            .read()
+            .entries()
+            .iter()
+            .filter(|e| !matches!(e.lifecycle, Lifecycle::Delisted | Lifecycle::Pending))
+            .filter(|e| {
+                info.find(&e.name)
+                    .is_none_or(|s| s.listing(now_ms) == Listing::Delisted)
+            })
+            .map(|e| (e.index, e.name.clone(), e.lifecycle))
+            .collect();
+        for (symbol, name, before) in gone {
+            self.registry
+                .write()
+                .transition(symbol, &[before], Lifecycle::Delisted);
+            StatusBoard::add(&self.status.delistings, 1);
+            info!(self.log, "symbol delisted, deactivating"; "symbol" => &*name);
+            if before == Lifecycle::Sent || before == Lifecycle::Backfilling {
+                send_activation(
+                    &self.activation_tx,
+                    DispatcherCmd::DeactivateSymbol { symbol },
+                    &self.shutdown,
+                );
+            }
+        }
+    }
+
+    /// PENDING_TRADING symbols that now trade, and trading symbols we do not know, are queued.
+    fn admit(&mut self, info: &ExchangeInfo, now_ms: i64) {
+        for symbol in info
+            .symbols
+            .iter()
+            .filter(|s| s.listing(now_ms) == Listing::Trading)
+        {
+            let allowed = self
+                .config
+                .filter
+                .only
+                .as_ref()
+                .is_none_or(|only| only.contains(&symbol.symbol));
+            let Ok(scales) = symbol.scales() else {
+                continue;
+            };
+            let mut registry = self.registry.write();
+            if !allowed || registry.is_excluded(&symbol.symbol) {
+                continue;
+            }
+            let index = match registry.index(&symbol.symbol) {
+                Some(index)
+                    if registry.transition(
+                        index,
+                        &[Lifecycle::Pending, Lifecycle::Queued],
+                        Lifecycle::Queued,
+                    ) =>
+                {
+                    index
+                }
+                Some(_) => continue,
+                None => match registry.insert(
+                    &symbol.symbol,
+                    scales,
+                    Lifecycle::Queued,
+                    Ticker24h::default(),
+                ) {
+                    Ok(index) => index,
+                    Err(_) => continue,
+                },
+            };
+            drop(registry);
+            if self.queue.push(Job {
+                symbol: index,
+                kind: JobKind::Listing,
+                attempt: 0,
+            }) {
+                StatusBoard::add(&self.status.listings, 1);
+                info!(self.log, "symbol admitted by exchangeInfo refresh"; "symbol" => &symbol.symbol);
+            }
+        }
+    }
+}
+
+/// Health of the SymbolManager: its heartbeat (fatal when stale), the NewSymbolDetector's
+/// heartbeat and connection (alert only), REST pauses (alert only).
+#[derive(Debug)]
+pub struct SymbolManagerHealth {
+    pub status: Arc<StatusBoard>,
+    pub rest: RestClient,
+    pub queue: Arc<JobQueue>,
+    pub detector: bool,
+}
+
+impl HealthReporter for SymbolManagerHealth {
+    fn name(&self) -> &str {
+        "symbol-manager"
+    }
+
+    fn report(&self) -> HealthReport {
+        let now = SystemClock.now_ms();
+        let mut report = heartbeat_report(
+            now,
+            StatusBoard::heartbeat(&self.status.manager_heartbeat_ms),
+            true,
+        );
+        if self.detector {
+            let detector = heartbeat_report(
+                now,
+                StatusBoard::heartbeat(&self.status.detector_heartbeat_ms),
+                false,
+            );
+            if detector.status != HealthStatus::Ok {
+                report.raise(
+                    HealthStatus::Warning,
+                    format!("new-symbol detector: {}", detector.message),
+                );
+            }
+            if self
+                .status
+                .detector_connected
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+            {
+                report.raise(HealthStatus::Warning, "new-symbol detector disconnected");
+            }
+        }
+        if self.rest.budget.is_paused(now) {
+            report.raise(HealthStatus::Warning, "REST paused by the venue (429/418)");
+        }
+        let built = StatusBoard::get(&self.status.packages_built);
+        let weight = StatusBoard::get(&self.status.package_weight);
+        let counters = &self.rest.budget.counters;
+        report
+            .detail(
+                "detector_heartbeat_age_ms",
+                now - StatusBoard::heartbeat(&self.status.detector_heartbeat_ms),
+            )
+            .detail("backfill_queue", self.queue.len())
+            .detail("packages_built", built)
+            .detail(
+                "weight_per_package",
+                if built == 0 {
+                    0.0
+                } else {
+                    weight as f64 / built as f64
+                },
+            )
+            .detail("rest_weight_used", StatusBoard::get(&counters.weight_total))
+            .detail("rest_429", StatusBoard::get(&counters.rate_limited_429))
+            .detail("rest_418", StatusBoard::get(&counters.banned_418))
+    }
+}
