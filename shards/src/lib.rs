@@ -3,4 +3,5 @@
 //! mio-driven WebSocket I/O.
 
 pub mod kline;
+pub mod parse;
 pub mod protocol;
