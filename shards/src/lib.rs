@@ -5,3 +5,4 @@
 pub mod kline;
 pub mod parse;
 pub mod protocol;
+pub mod worker;

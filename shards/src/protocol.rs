@@ -113,6 +113,8 @@ pub enum ActivationError {
     InitialData(#[from] BookError),
     #[error("symbol {0:?} is owned by another activation in progress")]
     Busy(SymbolIndex),
+    #[error("symbol spec refused: {reason}")]
+    InvalidSpec { reason: &'static str },
 }
 
 /// A Worker's answer to `ActivateSymbol`, echoing the symbol and the attempt.
