@@ -86,10 +86,10 @@ fn capture_trade_ids_are_contiguous_per_symbol() {
     let mut last: std::collections::HashMap<Vec<u8>, i64> = Default::default();
     for line in text.lines().skip(1) {
         let (_, json) = line.split_once(": ").expect("line");
-        if let Ok(Frame::Trade(trade)) = parse_frame(json.as_bytes()) {
-            if let Some(previous) = last.insert(trade.symbol.to_vec(), trade.agg_id) {
-                assert_eq!(trade.agg_id, previous + 1);
-            }
+        if let Ok(Frame::Trade(trade)) = parse_frame(json.as_bytes())
+            && let Some(previous) = last.insert(trade.symbol.to_vec(), trade.agg_id)
+        {
+            assert_eq!(trade.agg_id, previous + 1);
         }
     }
     assert_eq!(last.len(), 4);
