@@ -1,4 +1,5 @@
 //! klagg test bench: the Binance USD-M exchange simulator (`klagg sim`, `klagg run --venue sim`),
-//! workload generators, replay readers and the benchmark programs.
+//! replay readers for recorded aggTrades, and the benchmark programs.
 
+pub mod replay_files;
 pub mod sim;
