@@ -2,5 +2,9 @@
 //! ([`protocol`]), and (coming) the activating Worker and the pinned shard threads with their
 //! mio-driven WebSocket I/O.
 
+pub mod io;
 pub mod kline;
+pub mod parse;
 pub mod protocol;
+pub mod shard;
+pub mod worker;
