@@ -16,6 +16,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the engine: klines for every trading USDT perpetual, served on --listen.
+    Run(Box<crate::config::RunArgs>),
     /// Run the simulated Binance USD-M exchange on loopback.
     Sim(klagg_bench::sim::SimArgs),
 }
@@ -24,5 +26,6 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Sim(args) => klagg_bench::sim::run_cli(args),
+        Command::Run(args) => crate::app::run(*args),
     }
 }

@@ -15,13 +15,16 @@
 //! ```
 
 pub mod activation_dispatcher;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod constants;
+pub mod gateway;
 pub mod health;
 pub mod log;
 pub mod runtime;
 pub mod shutdown;
 pub mod status;
 pub mod symbol_manager;
+pub mod watchdog;

@@ -104,6 +104,8 @@ pub struct StatusBoard {
     pub detector_frames: AtomicU64,
     pub detector_reconnects: AtomicU64,
     pub detector_connected: AtomicU32,
+    /// Closed, flat-run and corrected kline messages received from the shards.
+    pub klines_received: AtomicU64,
 }
 
 impl StatusBoard {
@@ -136,6 +138,7 @@ impl StatusBoard {
             detector_frames: AtomicU64::new(0),
             detector_reconnects: AtomicU64::new(0),
             detector_connected: AtomicU32::new(0),
+            klines_received: AtomicU64::new(0),
         }
     }
 

@@ -69,6 +69,8 @@ pub struct JobQueue {
     ready: Condvar,
     /// Startup packages still to build; 0 marks the synchronous baseline.
     pub startup_remaining: AtomicU64,
+    /// Set once the startup universe is registered (the detector waits for it).
+    pub universe_loaded: std::sync::atomic::AtomicBool,
 }
 
 impl JobQueue {

@@ -76,6 +76,8 @@ pub fn ticker_names(text: &str) -> Option<Vec<&str>> {
 /// The detector's state (its thread owns it).
 #[derive(Debug)]
 pub struct Detector {
+    /// Its `universe_loaded` flag: the detector starts after the startup universe is known.
+    pub queue: Arc<super::backfiller::JobQueue>,
     /// WebSocket base (`wss://fstream.binance.com`); the route is appended.
     pub ws_url: String,
     pub registry: RegistryView,
@@ -98,6 +100,15 @@ impl Detector {
 
     /// The thread body: connect, read, reconnect with back-off, until shutdown.
     pub fn run(mut self) {
+        while !self
+            .queue
+            .universe_loaded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            if self.sleep_beating(50) {
+                return;
+            }
+        }
         let mut failures = 0u32;
         // The thread's event loop: intentionally unbounded; reconnect back-off is capped.
         while !self.shutdown.is_requested() {

@@ -121,6 +121,7 @@ pub fn spawn(
     }
     if config.detector {
         let detector = Detector {
+            queue: queue.clone(),
             ws_url: config.ws_url.clone(),
             registry: registry.clone(),
             builder,
@@ -163,8 +164,11 @@ impl Manager {
             "requests_per_symbol" => package::plan(&self.config.intervals, self.config.rest_has_1s).fetches.len());
         if let Err(error) = self.load_universe() {
             if !matches!(error, RestError::Stopped) {
-                let message = format!("venue unreachable at {}: {error}", self.rest.base_url());
-                slog::crit!(self.log, "cannot load the symbol universe"; "error" => &message);
+                // One clear line: `run` prints the reason when it exits.
+                let message = format!(
+                    "cannot load the symbol universe from {}: {error}",
+                    self.rest.base_url()
+                );
                 self.shutdown.request(StopReason::Fatal(message));
             }
             return;
@@ -286,6 +290,9 @@ impl Manager {
         for job in &jobs {
             self.queue.push(*job);
         }
+        self.queue
+            .universe_loaded
+            .store(true, std::sync::atomic::Ordering::Release);
         info!(self.log, "symbol universe loaded"; "symbols" => jobs.len(),
             "pending" => self.registry.read().entries().iter().filter(|e| e.lifecycle == Lifecycle::Pending).count(),
             "weight_limit" => self.rest.budget.snapshot().limit_per_minute);

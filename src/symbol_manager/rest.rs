@@ -211,6 +211,19 @@ impl RestClient {
         proxy: Option<&str>,
         shutdown: Shutdown,
     ) -> Result<RestClient, RestError> {
+        RestClient::with_budget(base_url, proxy, Arc::new(WeightBudget::new()), shutdown)
+    }
+
+    /// A client sharing an existing weight budget (every REST caller of the process shares one).
+    ///
+    /// # Errors
+    /// The proxy URL is invalid.
+    pub fn with_budget(
+        base_url: &str,
+        proxy: Option<&str>,
+        budget: Arc<WeightBudget>,
+        shutdown: Shutdown,
+    ) -> Result<RestClient, RestError> {
         let proxy = proxy
             .map(|url| {
                 ureq::Proxy::new(url).map_err(|e| RestError::Proxy {
@@ -229,7 +242,7 @@ impl RestClient {
         Ok(RestClient {
             agent: config.into(),
             base_url: base_url.trim_end_matches('/').to_string(),
-            budget: Arc::new(WeightBudget::new()),
+            budget,
             shutdown,
         })
     }

@@ -1,0 +1,387 @@
+//! `klagg run` (main thread): the igniter. Flags → config → logging → the API listener (first,
+//! so it answers within milliseconds) → the simulator for `--venue sim` → shards → dispatcher →
+//! SymbolManager → watchdog; then it waits for SIGINT/SIGTERM, `--run-for` or a fatal health
+//! state, and shuts down within `SHUTDOWN_DEADLINE_MS` (shards flush their outboxes, threads
+//! are joined). Exit codes: 0 after a signal or `--run-for`, 1 after a fatal error, 2 for bad
+//! flags.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, bounded};
+use klagg_shards::protocol::{
+    KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd, ShardHandle, ShardId,
+};
+use klagg_shards::shard::{KlineSink, ShardConfig, ShardOutputs, ShardThread, spawn_shard};
+use slog::{Logger, info, o, warn};
+
+use crate::activation_dispatcher::{Dispatcher, DispatcherCore, DispatcherHealth, HandleLink};
+use crate::clock::{ProcessStart, SystemClock};
+use crate::config::{Config, RunArgs, Venue};
+use crate::constants::{ACK_CHANNEL_CAPACITY, ACTIVATION_CHANNEL_CAPACITY, SHUTDOWN_DEADLINE_MS};
+use crate::gateway::{self, ApiHealth, GatewayContext, Router};
+use crate::health::HealthReporter;
+use crate::runtime::{available_cores, spawn_control};
+use crate::shutdown::{Shutdown, StopReason};
+use crate::status::StatusBoard;
+use crate::symbol_manager::registry::RegistryView;
+use crate::symbol_manager::rest::{RestClient, WeightBudget};
+use crate::symbol_manager::{self, SymbolManagerConfig, SymbolManagerHealth};
+use crate::watchdog::{HealthBoard, ShardHealthReporter, Watchdog};
+
+/// Why `klagg run` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    #[error("simulator: {0}")]
+    Sim(String),
+    #[error("REST client: {0}")]
+    Rest(#[from] symbol_manager::rest::RestError),
+    #[error("shard {shard}: {reason}")]
+    Shard { shard: u16, reason: String },
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A running engine (what `klagg run` and the integration tests hold).
+#[derive(Debug)]
+pub struct RunningApp {
+    pub listen: SocketAddr,
+    pub rest_url: String,
+    pub ws_url: String,
+    pub status: Arc<StatusBoard>,
+    pub registry: RegistryView,
+    pub health: Arc<HealthBoard>,
+    pub rest: RestClient,
+    pub shards: Vec<ShardHandle>,
+    pub shutdown: Shutdown,
+    pub log: Logger,
+    shard_threads: Vec<ShardThread>,
+    threads: Vec<(String, JoinHandle<()>)>,
+    sim: Option<klagg_bench::sim::SimHandle>,
+}
+
+/// Entry point of `klagg run`: resolve flags, log, start, wait, stop.
+pub fn run(args: RunArgs) -> ExitCode {
+    let start = ProcessStart::now();
+    let config = match args.resolve(available_cores()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("klagg run: error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let log = crate::log::build(config.log_format, config.log_level);
+    let app = match start_app(config.clone(), start, &log.root) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("klagg run: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reason = app.wait(config.run_for);
+    let reason = app.stop(reason);
+    drop(log);
+    match reason {
+        StopReason::Fatal(message) => {
+            eprintln!("klagg run: error: {message}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Start every service. `start` is the process start (the API answers relative to it).
+///
+/// # Errors
+/// The listener cannot bind, the simulator or a shard or thread cannot start.
+pub fn start_app(
+    mut config: Config,
+    start: ProcessStart,
+    log: &Logger,
+) -> Result<RunningApp, AppError> {
+    let shutdown = Shutdown::new();
+    let status = Arc::new(StatusBoard::new(start));
+    let registry = RegistryView::new();
+    let health = Arc::new(HealthBoard::new());
+    let budget = Arc::new(WeightBudget::new());
+    let ctx = Arc::new(GatewayContext::new(
+        status.clone(),
+        registry.clone(),
+        health.clone(),
+        budget.clone(),
+    ));
+    let server = gateway::bind(config.listen)?;
+    let listen = gateway::local_addr(&server).unwrap_or(config.listen);
+    let mut threads = named(
+        "api",
+        gateway::serve(
+            server,
+            Router::new().operability(),
+            ctx.clone(),
+            &shutdown,
+            config.control_core,
+        )?,
+    );
+    info!(log, "api listening"; "addr" => listen.to_string(), "ms_since_start" => start.elapsed_ms());
+    let sim = start_sim(&mut config, log)?;
+    let rest = RestClient::with_budget(
+        &config.rest_url,
+        config.proxy.as_deref(),
+        budget,
+        shutdown.clone(),
+    )?;
+    info!(log, "store"; "db" => config.db_path.display().to_string(), "note" => "the SQLite store attaches here (src/store)");
+    let (report_tx, report_rx) = bounded(SHARD_REPORT_CAPACITY);
+    let (kline_tx, kline_rx) = bounded(KLINE_OUT_CAPACITY);
+    let shard_threads = spawn_shards(&config, &kline_tx, &report_tx, log)?;
+    drop((kline_tx, report_tx));
+    let shards: Vec<ShardHandle> = shard_threads.iter().map(|s| s.handle.clone()).collect();
+    let _ = ctx.shards.set(shards.clone());
+    threads.push((
+        "kline-sink".into(),
+        spawn_control(
+            "kline-sink",
+            config.control_core,
+            kline_sink(kline_rx, status.clone()),
+        )?,
+    ));
+    let (activation_tx, activation_rx) = bounded(ACTIVATION_CHANNEL_CAPACITY);
+    let (ack_tx, ack_rx) = bounded(ACK_CHANNEL_CAPACITY);
+    let dispatcher = Dispatcher {
+        core: DispatcherCore::new(shards.len(), ack_tx),
+        link: HandleLink::new(shards.clone()),
+        activation_rx,
+        ack_rx,
+        clock: SystemClock,
+        status: status.clone(),
+        log: log.new(o!("thread" => "activation-dispatcher")),
+        shutdown: shutdown.clone(),
+    };
+    threads.push((
+        "activation-dispatcher".into(),
+        spawn_control("activation-dispatcher", config.control_core, move || {
+            dispatcher.run()
+        })?,
+    ));
+    let manager_config = SymbolManagerConfig {
+        ws_url: config.ws_url.clone(),
+        intervals: config.intervals.clone(),
+        rest_has_1s: config.rest_has_1s,
+        filter: config.symbols.clone(),
+        backfill_concurrency: config.backfill_concurrency,
+        refresh_ms: config.exchange_info_refresh_ms,
+        control_core: config.control_core,
+        detector: true,
+    };
+    let manager = symbol_manager::spawn(
+        manager_config,
+        rest.clone(),
+        registry.clone(),
+        activation_tx,
+        report_rx,
+        status.clone(),
+        log,
+        &shutdown,
+    )?;
+    threads.extend(named("symbol-manager", manager.threads));
+    let mut reporters: Vec<Arc<dyn HealthReporter>> = vec![
+        Arc::new(SymbolManagerHealth {
+            status: status.clone(),
+            rest: rest.clone(),
+            queue: manager.queue,
+            detector: true,
+        }),
+        Arc::new(DispatcherHealth {
+            status: status.clone(),
+            clock: SystemClock,
+        }),
+        Arc::new(ApiHealth { ctx: ctx.clone() }),
+    ];
+    reporters.extend(
+        shards
+            .iter()
+            .map(|h| Arc::new(ShardHealthReporter::new(h.clone())) as Arc<dyn HealthReporter>),
+    );
+    let watchdog = Watchdog {
+        reporters,
+        board: health.clone(),
+        status: status.clone(),
+        shards: shards.iter().map(|h| h.counters.clone()).collect(),
+        clock: SystemClock,
+        log: log.new(o!("thread" => "watchdog")),
+        shutdown: shutdown.clone(),
+    };
+    threads.push((
+        "watchdog".into(),
+        spawn_control("watchdog", config.control_core, move || watchdog.run())?,
+    ));
+    info!(log, "watchdog started"; "ms_since_start" => start.elapsed_ms());
+    Ok(RunningApp {
+        listen,
+        rest_url: config.rest_url.clone(),
+        ws_url: config.ws_url.clone(),
+        status,
+        registry,
+        health,
+        rest,
+        shards,
+        shutdown,
+        log: log.clone(),
+        shard_threads,
+        threads,
+        sim,
+    })
+}
+
+fn named(prefix: &str, handles: Vec<JoinHandle<()>>) -> Vec<(String, JoinHandle<()>)> {
+    handles
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| (format!("{prefix}-{i}"), h))
+        .collect()
+}
+
+/// For `--venue sim`: start the simulator on loopback and point the config at it.
+fn start_sim(
+    config: &mut Config,
+    log: &Logger,
+) -> Result<Option<klagg_bench::sim::SimHandle>, AppError> {
+    let Venue::Sim(settings) = config.venue else {
+        return Ok(None);
+    };
+    let sim_config = klagg_bench::sim::SimConfig::default()
+        .with_listen("127.0.0.1:0".to_string())
+        .with_symbols(settings.symbols)
+        .with_trade_rate(settings.trade_rate)
+        .with_seed(settings.seed)
+        .with_rest_latency(Duration::from_millis(settings.rest_latency_ms))
+        .with_weight_limit(u32::try_from(settings.weight_limit).unwrap_or(u32::MAX));
+    let sim = klagg_bench::sim::Sim::start(sim_config).map_err(|e| AppError::Sim(e.to_string()))?;
+    if config.rest_url.is_empty() {
+        config.rest_url = sim.rest_url();
+    }
+    if config.ws_url.is_empty() {
+        config.ws_url = sim.ws_url();
+    }
+    info!(log, "simulator started"; "rest" => &config.rest_url, "ws" => &config.ws_url, "symbols" => settings.symbols);
+    Ok(Some(sim))
+}
+
+fn spawn_shards(
+    config: &Config,
+    kline_tx: &crossbeam_channel::Sender<KlineMsg>,
+    report_tx: &crossbeam_channel::Sender<klagg_shards::protocol::ShardReport>,
+    log: &Logger,
+) -> Result<Vec<ShardThread>, AppError> {
+    let mut shards = Vec::with_capacity(config.shards);
+    for (index, &core) in config.shard_cores.iter().enumerate() {
+        let id = ShardId(u16::try_from(index).unwrap_or(u16::MAX));
+        let mut shard_config =
+            ShardConfig::new(id, config.intervals.clone(), config.ws_url.clone());
+        shard_config.core = core;
+        // Store and API receivers attach here: one KlineSink per consumer.
+        let outputs = ShardOutputs {
+            klines: vec![KlineSink {
+                tx: kline_tx.clone(),
+                updates: false,
+            }],
+            reports: report_tx.clone(),
+        };
+        let shard = spawn_shard(shard_config, outputs).map_err(|e| AppError::Shard {
+            shard: id.0,
+            reason: e.to_string(),
+        })?;
+        if shard.handle.pin_failed {
+            warn!(log, "shard could not be pinned"; "shard" => id.0, "core" => core);
+        }
+        info!(log, "shard started"; "shard" => id.0, "core" => shard.handle.core);
+        shards.push(shard);
+    }
+    Ok(shards)
+}
+
+/// Until the store and the API consume klines, one thread drains the shards' kline channel
+/// (so closed klines never back up in the shard outboxes) and counts them.
+fn kline_sink(rx: Receiver<KlineMsg>, status: Arc<StatusBoard>) -> impl FnOnce() + Send + 'static {
+    move || {
+        // Ends when every shard (sender) is gone.
+        while let Ok(message) = rx.recv() {
+            if !matches!(message, KlineMsg::Update { .. }) {
+                StatusBoard::add(&status.klines_received, 1);
+            }
+        }
+    }
+}
+
+impl RunningApp {
+    /// Block until SIGINT/SIGTERM, `run_for` or a fatal health state.
+    pub fn wait(&self, run_for: Option<Duration>) -> StopReason {
+        let signal = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A second signal while stopping ends the process at once.
+            let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, signal.clone());
+            let _ = signal_hook::flag::register(sig, signal.clone());
+        }
+        let deadline = run_for.map(|d| Instant::now() + d);
+        // Bounded by the signal, the deadline or a fatal state; polls every 50 ms.
+        loop {
+            if signal.load(Ordering::Relaxed) {
+                self.shutdown.request(StopReason::Signal);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.shutdown.request(StopReason::RunFor);
+            }
+            if let Some(reason) = self.shutdown.reason() {
+                return reason;
+            }
+            self.shutdown.sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop everything within `SHUTDOWN_DEADLINE_MS`; returns the stop reason.
+    pub fn stop(self, reason: StopReason) -> StopReason {
+        self.shutdown.request(reason);
+        let reason = self.shutdown.reason().unwrap_or(StopReason::Signal);
+        info!(self.log, "stopping"; "reason" => format!("{reason:?}"));
+        let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DEADLINE_MS);
+        for shard in &self.shard_threads {
+            let _ = shard.handle.try_send(ShardCmd::Shutdown);
+        }
+        let mut late = Vec::new();
+        let shard_joins = self
+            .shard_threads
+            .into_iter()
+            .map(|s| (format!("shard-{:02}", s.handle.id.0), s.join));
+        for (name, handle) in self.threads.into_iter().chain(shard_joins) {
+            if join_until(handle, deadline).is_err() {
+                late.push(name);
+            }
+        }
+        if let Some(sim) = self.sim {
+            sim.shutdown();
+        }
+        if late.is_empty() {
+            info!(self.log, "stopped"; "ms_since_start" => self.status.start.elapsed_ms());
+        } else {
+            warn!(self.log, "threads still running at the shutdown deadline"; "threads" => late.join(","));
+        }
+        reason
+    }
+}
+
+/// Join `handle` unless `deadline` passes first (then it is left detached).
+fn join_until(handle: JoinHandle<()>, deadline: Instant) -> Result<(), ()> {
+    while !handle.is_finished() {
+        if Instant::now() >= deadline {
+            return Err(());
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    handle.join().map_err(|_| ())
+}
