@@ -80,7 +80,7 @@ pub(crate) fn run(conn: &mut Conn) -> io::Result<()> {
             conn.firehose_sent - start_sent,
             started,
         );
-        if round % (BATCH_FRAMES * 64) == 0 {
+        if round.is_multiple_of(BATCH_FRAMES * 64) {
             syms = symbols(conn);
         }
     }
@@ -148,7 +148,7 @@ fn push_frame(buf: &mut Vec<u8>, s: &mut Sym, combined: bool, t: i64, n: usize) 
     push_int(&mut payload, s.next_trade + count - 1);
     payload.push_str(r#","T":"#);
     push_int(&mut payload, t as u64);
-    payload.push_str(if n % 2 == 0 {
+    payload.push_str(if n.is_multiple_of(2) {
         r#","m":true}"#
     } else {
         r#","m":false}"#

@@ -75,6 +75,14 @@ impl Generator {
                 .fetch_add(n as u64, Ordering::Relaxed);
             g.next_tick_ms += TICK_MS;
         }
+        for cursor in &mut g.replay {
+            let n = cursor.due(&mut market, start_ms).len();
+            g.shared
+                .hub
+                .counters
+                .trades_published
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
         drop(market);
         g
     }

@@ -77,7 +77,8 @@ impl Synth {
     }
 
     fn reroll_moods(&mut self, market: &Market, t0: i64) {
-        self.next_mood_ms = t0 - t0.rem_euclid(MOOD_PERIOD_MS) + MOOD_PERIOD_MS;
+        // Relative to the tick, not the wall clock, so a seed fixes the whole sequence.
+        self.next_mood_ms = t0 + MOOD_PERIOD_MS;
         if self.rng.chance(0.05) {
             self.burst_until_ms = t0 + 2_000;
         }
