@@ -38,6 +38,11 @@ impl Synth {
         }
     }
 
+    /// Change the average rate (0 stops the synthetic market).
+    pub fn set_rate(&mut self, trade_rate: u64) {
+        self.trade_rate = trade_rate;
+    }
+
     /// Produce the trades of the tick `[t0, t0 + TICK_MS)`, append them to the market and
     /// return `(symbol index, trade)` in publication order.
     pub fn tick(&mut self, market: &mut Market, t0: i64) -> Vec<(usize, StoredTrade)> {
