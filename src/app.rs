@@ -48,6 +48,30 @@ pub enum AppError {
     Thread(#[from] std::io::Error),
 }
 
+/// What other components plug into `start_app`: the store and the Binance-compatible API add
+/// their kline consumers, health reporters and routes here; the registry they read is shared.
+#[derive(Default)]
+pub struct AppExtensions {
+    /// The registry to fill (create it first when a component needs to read it).
+    pub registry: RegistryView,
+    /// Extra kline consumers: each gets every closed, flat-run and corrected kline (and the
+    /// open-kline updates when `updates` is set), from every shard.
+    pub kline_sinks: Vec<KlineSink>,
+    /// Extra health reporters (store, API).
+    pub reporters: Vec<Arc<dyn HealthReporter>>,
+    /// Extra routes; the operability endpoints are added after them.
+    pub router: Router,
+}
+
+impl std::fmt::Debug for AppExtensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppExtensions")
+            .field("kline_sinks", &self.kline_sinks.len())
+            .field("reporters", &self.reporters.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A running engine (what `klagg run` and the integration tests hold).
 #[derive(Debug)]
 pub struct RunningApp {
@@ -77,7 +101,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let log = crate::log::build(config.log_format, config.log_level);
-    let app = match start_app(config.clone(), start, &log.root) {
+    let app = match start_app(config.clone(), start, &log.root, AppExtensions::default()) {
         Ok(app) => app,
         Err(error) => {
             eprintln!("klagg run: error: {error}");
@@ -96,6 +120,15 @@ pub fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// Shared state created before anything starts.
+struct Boards {
+    shutdown: Shutdown,
+    status: Arc<StatusBoard>,
+    registry: RegistryView,
+    health: Arc<HealthBoard>,
+    budget: Arc<WeightBudget>,
+}
+
 /// Start every service. `start` is the process start (the API answers relative to it).
 ///
 /// # Errors
@@ -104,71 +137,33 @@ pub fn start_app(
     mut config: Config,
     start: ProcessStart,
     log: &Logger,
+    extensions: AppExtensions,
 ) -> Result<RunningApp, AppError> {
-    let shutdown = Shutdown::new();
-    let status = Arc::new(StatusBoard::new(start));
-    let registry = RegistryView::new();
-    let health = Arc::new(HealthBoard::new());
-    let budget = Arc::new(WeightBudget::new());
-    let ctx = Arc::new(GatewayContext::new(
-        status.clone(),
-        registry.clone(),
-        health.clone(),
-        budget.clone(),
-    ));
-    let server = gateway::bind(config.listen)?;
-    let listen = gateway::local_addr(&server).unwrap_or(config.listen);
-    let mut threads = named(
-        "api",
-        gateway::serve(
-            server,
-            Router::new().operability(),
-            ctx.clone(),
-            &shutdown,
-            config.control_core,
-        )?,
-    );
-    info!(log, "api listening"; "addr" => listen.to_string(), "ms_since_start" => start.elapsed_ms());
+    let boards = Boards {
+        shutdown: Shutdown::new(),
+        status: Arc::new(StatusBoard::new(start)),
+        registry: extensions.registry,
+        health: Arc::new(HealthBoard::new()),
+        budget: Arc::new(WeightBudget::new()),
+    };
+    let (ctx, listen, mut threads) = start_gateway(&config, &boards, extensions.router, log)?;
     let sim = start_sim(&mut config, log)?;
     let rest = RestClient::with_budget(
         &config.rest_url,
         config.proxy.as_deref(),
-        budget,
-        shutdown.clone(),
+        boards.budget.clone(),
+        boards.shutdown.clone(),
     )?;
-    info!(log, "store"; "db" => config.db_path.display().to_string(), "note" => "the SQLite store attaches here (src/store)");
+    info!(log, "store"; "db" => config.db_path.display().to_string(),
+        "note" => "the SQLite store attaches through AppExtensions");
     let (report_tx, report_rx) = bounded(SHARD_REPORT_CAPACITY);
-    let (kline_tx, kline_rx) = bounded(KLINE_OUT_CAPACITY);
-    let shard_threads = spawn_shards(&config, &kline_tx, &report_tx, log)?;
-    drop((kline_tx, report_tx));
+    let (shard_threads, sink) =
+        start_shards(&config, extensions.kline_sinks, report_tx, &boards, log)?;
+    threads.push(sink);
     let shards: Vec<ShardHandle> = shard_threads.iter().map(|s| s.handle.clone()).collect();
     let _ = ctx.shards.set(shards.clone());
-    threads.push((
-        "kline-sink".into(),
-        spawn_control(
-            "kline-sink",
-            config.control_core,
-            kline_sink(kline_rx, status.clone()),
-        )?,
-    ));
-    let (activation_tx, activation_rx) = bounded(ACTIVATION_CHANNEL_CAPACITY);
-    let (ack_tx, ack_rx) = bounded(ACK_CHANNEL_CAPACITY);
-    let dispatcher = Dispatcher {
-        core: DispatcherCore::new(shards.len(), ack_tx),
-        link: HandleLink::new(shards.clone()),
-        activation_rx,
-        ack_rx,
-        clock: SystemClock,
-        status: status.clone(),
-        log: log.new(o!("thread" => "activation-dispatcher")),
-        shutdown: shutdown.clone(),
-    };
-    threads.push((
-        "activation-dispatcher".into(),
-        spawn_control("activation-dispatcher", config.control_core, move || {
-            dispatcher.run()
-        })?,
-    ));
+    let (activation_tx, dispatcher) = start_dispatcher(&config, &shards, &boards, log)?;
+    threads.push(dispatcher);
     let manager_config = SymbolManagerConfig {
         ws_url: config.ws_url.clone(),
         intervals: config.intervals.clone(),
@@ -182,27 +177,129 @@ pub fn start_app(
     let manager = symbol_manager::spawn(
         manager_config,
         rest.clone(),
-        registry.clone(),
+        boards.registry.clone(),
         activation_tx,
         report_rx,
-        status.clone(),
+        boards.status.clone(),
         log,
-        &shutdown,
+        &boards.shutdown,
     )?;
     threads.extend(named("symbol-manager", manager.threads));
     let mut reporters: Vec<Arc<dyn HealthReporter>> = vec![
         Arc::new(SymbolManagerHealth {
-            status: status.clone(),
+            status: boards.status.clone(),
             rest: rest.clone(),
             queue: manager.queue,
             detector: true,
         }),
         Arc::new(DispatcherHealth {
-            status: status.clone(),
+            status: boards.status.clone(),
             clock: SystemClock,
         }),
-        Arc::new(ApiHealth { ctx: ctx.clone() }),
+        Arc::new(ApiHealth { ctx }),
     ];
+    reporters.extend(extensions.reporters);
+    threads.push(start_watchdog(&config, reporters, &shards, &boards, log)?);
+    Ok(RunningApp {
+        listen,
+        rest_url: config.rest_url.clone(),
+        ws_url: config.ws_url.clone(),
+        status: boards.status,
+        registry: boards.registry,
+        health: boards.health,
+        rest,
+        shards,
+        shutdown: boards.shutdown,
+        log: log.clone(),
+        shard_threads,
+        threads,
+        sim,
+    })
+}
+
+type Named = (String, JoinHandle<()>);
+
+fn start_gateway(
+    config: &Config,
+    boards: &Boards,
+    router: Router,
+    log: &Logger,
+) -> Result<(Arc<GatewayContext>, SocketAddr, Vec<Named>), AppError> {
+    let ctx = Arc::new(GatewayContext::new(
+        boards.status.clone(),
+        boards.registry.clone(),
+        boards.health.clone(),
+        boards.budget.clone(),
+    ));
+    let server = gateway::bind(config.listen)?;
+    let listen = gateway::local_addr(&server).unwrap_or(config.listen);
+    let router = router.operability();
+    let threads = gateway::serve(
+        server,
+        router,
+        ctx.clone(),
+        &boards.shutdown,
+        config.control_core,
+    )?;
+    info!(log, "api listening"; "addr" => listen.to_string(),
+        "ms_since_start" => boards.status.start.elapsed_ms());
+    Ok((ctx, listen, named("api", threads)))
+}
+
+fn start_shards(
+    config: &Config,
+    mut sinks: Vec<KlineSink>,
+    report_tx: crossbeam_channel::Sender<klagg_shards::protocol::ShardReport>,
+    boards: &Boards,
+    log: &Logger,
+) -> Result<(Vec<ShardThread>, Named), AppError> {
+    let (kline_tx, kline_rx) = bounded(KLINE_OUT_CAPACITY);
+    sinks.push(KlineSink {
+        tx: kline_tx,
+        updates: false,
+    });
+    let shard_threads = spawn_shards(config, &sinks, &report_tx, log)?;
+    let counter = kline_sink(kline_rx, boards.status.clone());
+    let sink = spawn_control("kline-sink", config.control_core, counter)?;
+    Ok((shard_threads, ("kline-sink".into(), sink)))
+}
+
+fn start_dispatcher(
+    config: &Config,
+    shards: &[ShardHandle],
+    boards: &Boards,
+    log: &Logger,
+) -> Result<
+    (
+        crossbeam_channel::Sender<crate::activation_dispatcher::DispatcherCmd>,
+        Named,
+    ),
+    AppError,
+> {
+    let (activation_tx, activation_rx) = bounded(ACTIVATION_CHANNEL_CAPACITY);
+    let (ack_tx, ack_rx) = bounded(ACK_CHANNEL_CAPACITY);
+    let dispatcher = Dispatcher {
+        core: DispatcherCore::new(shards.len(), ack_tx),
+        link: HandleLink::new(shards.to_vec()),
+        activation_rx,
+        ack_rx,
+        clock: SystemClock,
+        status: boards.status.clone(),
+        log: log.new(o!("thread" => "activation-dispatcher")),
+        shutdown: boards.shutdown.clone(),
+    };
+    let name = "activation-dispatcher";
+    let thread = spawn_control(name, config.control_core, move || dispatcher.run())?;
+    Ok((activation_tx, (name.into(), thread)))
+}
+
+fn start_watchdog(
+    config: &Config,
+    mut reporters: Vec<Arc<dyn HealthReporter>>,
+    shards: &[ShardHandle],
+    boards: &Boards,
+    log: &Logger,
+) -> Result<Named, AppError> {
     reporters.extend(
         shards
             .iter()
@@ -210,33 +307,16 @@ pub fn start_app(
     );
     let watchdog = Watchdog {
         reporters,
-        board: health.clone(),
-        status: status.clone(),
+        board: boards.health.clone(),
+        status: boards.status.clone(),
         shards: shards.iter().map(|h| h.counters.clone()).collect(),
         clock: SystemClock,
         log: log.new(o!("thread" => "watchdog")),
-        shutdown: shutdown.clone(),
+        shutdown: boards.shutdown.clone(),
     };
-    threads.push((
-        "watchdog".into(),
-        spawn_control("watchdog", config.control_core, move || watchdog.run())?,
-    ));
-    info!(log, "watchdog started"; "ms_since_start" => start.elapsed_ms());
-    Ok(RunningApp {
-        listen,
-        rest_url: config.rest_url.clone(),
-        ws_url: config.ws_url.clone(),
-        status,
-        registry,
-        health,
-        rest,
-        shards,
-        shutdown,
-        log: log.clone(),
-        shard_threads,
-        threads,
-        sim,
-    })
+    let thread = spawn_control("watchdog", config.control_core, move || watchdog.run())?;
+    info!(log, "watchdog started"; "ms_since_start" => boards.status.start.elapsed_ms());
+    Ok(("watchdog".into(), thread))
 }
 
 fn named(prefix: &str, handles: Vec<JoinHandle<()>>) -> Vec<(String, JoinHandle<()>)> {
@@ -275,7 +355,7 @@ fn start_sim(
 
 fn spawn_shards(
     config: &Config,
-    kline_tx: &crossbeam_channel::Sender<KlineMsg>,
+    sinks: &[KlineSink],
     report_tx: &crossbeam_channel::Sender<klagg_shards::protocol::ShardReport>,
     log: &Logger,
 ) -> Result<Vec<ShardThread>, AppError> {
@@ -287,10 +367,7 @@ fn spawn_shards(
         shard_config.core = core;
         // Store and API receivers attach here: one KlineSink per consumer.
         let outputs = ShardOutputs {
-            klines: vec![KlineSink {
-                tx: kline_tx.clone(),
-                updates: false,
-            }],
+            klines: sinks.to_vec(),
             reports: report_tx.clone(),
         };
         let shard = spawn_shard(shard_config, outputs).map_err(|e| AppError::Shard {

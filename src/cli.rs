@@ -19,13 +19,13 @@ pub enum Command {
     /// Run the engine: klines for every trading USDT perpetual, served on --listen.
     Run(Box<crate::config::RunArgs>),
     /// Run the simulated Binance USD-M exchange on loopback.
-    Sim(klagg_bench::sim::SimArgs),
+    Sim(Box<klagg_bench::sim::SimArgs>),
 }
 
 /// Run the chosen subcommand and turn its outcome into the process exit code.
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Sim(args) => klagg_bench::sim::run_cli(args),
+        Command::Sim(args) => klagg_bench::sim::run_cli(*args),
         Command::Run(args) => crate::app::run(*args),
     }
 }

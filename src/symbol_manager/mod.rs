@@ -183,11 +183,16 @@ impl Manager {
                 self.refresh();
                 next_refresh_ms = epoch_ms() + self.config.refresh_ms;
             }
-            if let Ok(report) = self
+            match self
                 .report_rx
                 .recv_timeout(Duration::from_millis(MANAGER_WAKE_MS))
             {
-                self.on_report(report);
+                Ok(report) => self.on_report(report),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                // Every shard is gone (stopping): keep the pace without a busy loop.
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    self.shutdown.sleep(Duration::from_millis(MANAGER_WAKE_MS));
+                }
             }
         }
         info!(self.log, "symbol manager stopped");
