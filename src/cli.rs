@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine: klines for every trading USDT perpetual, served on --listen.
     Run(Box<crate::config::RunArgs>),
+    /// Startup benchmark against the in-process simulator (writes bench-results/startup.json).
+    #[command(hide = true)]
+    BenchStartup(crate::bench_startup::BenchStartupArgs),
     /// Run the simulated Binance USD-M exchange on loopback.
     Sim(Box<klagg_bench::sim::SimArgs>),
 }
@@ -27,5 +30,6 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Sim(args) => klagg_bench::sim::run_cli(*args),
         Command::Run(args) => crate::app::run(*args),
+        Command::BenchStartup(args) => crate::bench_startup::run(args),
     }
 }
