@@ -624,3 +624,7 @@ pub fn flat_run_klines(
         kline
     })
 }
+
+#[cfg(test)]
+#[path = "book_tests.rs"]
+mod tests;
