@@ -16,6 +16,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Aggregate aggTrades files (data.binance.vision CSV, REST JSON) into klines, printed in
+    /// the official klines CSV format.
+    Replay(crate::replay::ReplayArgs),
     /// Run the simulated Binance USD-M exchange on loopback.
     Sim(klagg_bench::sim::SimArgs),
 }
@@ -23,6 +26,7 @@ pub enum Command {
 /// Run the chosen subcommand and turn its outcome into the process exit code.
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Replay(args) => crate::replay::run(&args),
         Command::Sim(args) => klagg_bench::sim::run_cli(args),
     }
 }

@@ -3,3 +3,4 @@
 //! exchange simulator and benchmarks are `klagg_bench`.
 
 pub mod cli;
+pub mod replay;
