@@ -2,5 +2,7 @@
 //! workload generators, replay readers and the benchmark programs.
 
 pub mod replay;
+pub mod report;
 pub mod sim;
 pub mod testdata;
+pub mod workload;
