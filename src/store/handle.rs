@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, bounded};
 use klagg_shards::protocol::KlineMsg;
 
-use super::StoreError;
+use super::{StoreError, wall_clock_ms};
 use super::reader::Reader;
 use super::schema::Store;
 use super::stats::{StoreCounters, StoreHealth, WriterReport, WriterShared};
@@ -31,6 +31,9 @@ pub fn spawn_writer(
     let (commands_tx, commands) = bounded(STORE_CMD_CAPACITY);
     let (report_tx, report) = bounded(1);
     let shared = Arc::new(WriterShared::default());
+    // Healthy from the start: the first beat of the loop may come a moment later.
+    let now_ms = u64::try_from(wall_clock_ms()).unwrap_or(0);
+    StoreCounters::set(&shared.counters.heartbeat_ms, now_ms);
     let path = store.path().to_path_buf();
     let writer = Writer::new(store, config, commands, klines, Arc::clone(&shared));
     let guard = StopGuard(Arc::clone(&shared));
