@@ -67,9 +67,16 @@ fn extreme_values_round_trip_exactly_at_scale_0_and_8() {
             .unwrap();
         let klines: Vec<Kline> = stored.iter().map(|row| row.kline).collect();
         assert_eq!(klines, extreme_klines(Interval::M1), "{name}");
-        assert!(stored.iter().all(|row| row.closed && row.source == Source::Live));
+        assert!(
+            stored
+                .iter()
+                .all(|row| row.closed && row.source == Source::Live)
+        );
         let flat = stored.last().unwrap().kline;
-        assert_eq!((flat.first_trade_id, flat.last_trade_id, flat.trade_count), (-1, -1, 0));
+        assert_eq!(
+            (flat.first_trade_id, flat.last_trade_id, flat.trade_count),
+            (-1, -1, 0)
+        );
     }
     assert_eq!(reader.symbols().unwrap().len(), 3);
 }
@@ -103,12 +110,22 @@ fn stored_text_is_binance_decimal_text() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
-    assert_eq!(row, ("57212.69".into(), "496.263".into(), "28425514.78940".into(), 7160));
+    assert_eq!(
+        row,
+        (
+            "57212.69".into(),
+            "496.263".into(),
+            "28425514.78940".into(),
+            7160
+        )
+    );
     // A finer tick later reads the old rows exactly; the reader formats with the new scales.
     rig.command(register(7, "BTCUSDT", Scales { price: 3, qty: 3 }));
     rig.flush();
     let reader = rig.writer.reader().unwrap();
-    let back = reader.klines("BTCUSDT", Interval::M5, None, None, None).unwrap();
+    let back = reader
+        .klines("BTCUSDT", Interval::M5, None, None, None)
+        .unwrap();
     assert_eq!(back[0].open, 57_212_690);
     assert_eq!(back[0].quote_volume, 28_425_514_789_400);
 }
@@ -162,16 +179,32 @@ fn klines_query_follows_binance_semantics() {
     assert_eq!(q(None, Some(-1), None), Vec::<i64>::new());
     // A start inside a period (not an open time) starts at the next open time.
     let mid = reader
-        .klines("ETHUSDT", Interval::M1, Some(T0 + 5 * MIN + 1), None, Some(2))
+        .klines(
+            "ETHUSDT",
+            Interval::M1,
+            Some(T0 + 5 * MIN + 1),
+            None,
+            Some(2),
+        )
         .unwrap();
     assert_eq!(opens(&mid), vec![6, 7]);
     // Limits are clamped to 1..=1500.
     assert_eq!(q(None, None, Some(0)), vec![20]);
-    let stored = reader.stored_klines("ETHUSDT", Interval::M1, None, None, None).unwrap();
-    assert!(!stored.last().unwrap().closed, "the open kline is stored open");
+    let stored = reader
+        .stored_klines("ETHUSDT", Interval::M1, None, None, None)
+        .unwrap();
+    assert!(
+        !stored.last().unwrap().closed,
+        "the open kline is stored open"
+    );
     assert!(stored[..20].iter().all(|row| row.closed));
     // Other intervals and symbols are separate.
-    assert!(reader.klines("ETHUSDT", Interval::M5, None, None, None).unwrap().is_empty());
+    assert!(
+        reader
+            .klines("ETHUSDT", Interval::M5, None, None, None)
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(
         reader.klines("NOPEUSDT", Interval::M1, None, None, None),
         Err(StoreError::UnknownSymbol(_))
@@ -182,7 +215,9 @@ fn klines_query_follows_binance_semantics() {
 fn limits_cap_at_1500_and_default_to_500() {
     let rig = Rig::new("limits", WriterConfig::default(), 64);
     rig.command(register(1, "SOLUSDT", Scales { price: 3, qty: 0 }));
-    let klines: Vec<Kline> = (0..1600).map(|i| kline(Interval::M1, T0 + i * MIN, i)).collect();
+    let klines: Vec<Kline> = (0..1600)
+        .map(|i| kline(Interval::M1, T0 + i * MIN, i))
+        .collect();
     rig.command(StoreCmd::Backfilled {
         symbol: SymbolIndex(1),
         interval: Interval::M1,
@@ -192,7 +227,11 @@ fn limits_cap_at_1500_and_default_to_500() {
     });
     rig.flush();
     let reader = rig.writer.reader().unwrap();
-    let latest = |limit| reader.klines("SOLUSDT", Interval::M1, None, None, limit).unwrap();
+    let latest = |limit| {
+        reader
+            .klines("SOLUSDT", Interval::M1, None, None, limit)
+            .unwrap()
+    };
     assert_eq!(latest(None).len(), 500);
     assert_eq!(opens(&latest(None))[0], 1100);
     assert_eq!(latest(Some(1500)).len(), KLINES_LIMIT_MAX as usize);
@@ -203,7 +242,10 @@ fn limits_cap_at_1500_and_default_to_500() {
     assert_eq!(opens(&from_start)[1499], 1499);
     assert_eq!(reader.count("SOLUSDT", Interval::M1).unwrap(), 1600);
     assert_eq!(reader.count("SOLUSDT", Interval::H1).unwrap(), 0);
-    let last = reader.last_stored("SOLUSDT", Interval::M1).unwrap().unwrap();
+    let last = reader
+        .last_stored("SOLUSDT", Interval::M1)
+        .unwrap()
+        .unwrap();
     assert_eq!(last.kline.open_time_ms, T0 + 1599 * MIN);
     assert_eq!(last.source, Source::Rest);
     assert!(rig.writer.shutdown(PATIENCE).unwrap().rows_lost == 0);
@@ -213,9 +255,18 @@ fn limits_cap_at_1500_and_default_to_500() {
 fn last_stored_and_last_closed_differ_by_the_open_kline() {
     let rig = rig_with_series();
     let reader = rig.writer.reader().unwrap();
-    let last = reader.last_stored("ETHUSDT", Interval::M1).unwrap().unwrap();
-    assert_eq!((last.kline.open_time_ms, last.closed), (T0 + 20 * MIN, false));
-    let last_closed = reader.last_closed("ETHUSDT", Interval::M1).unwrap().unwrap();
+    let last = reader
+        .last_stored("ETHUSDT", Interval::M1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (last.kline.open_time_ms, last.closed),
+        (T0 + 20 * MIN, false)
+    );
+    let last_closed = reader
+        .last_closed("ETHUSDT", Interval::M1)
+        .unwrap()
+        .unwrap();
     assert_eq!(last_closed.kline.open_time_ms, T0 + 19 * MIN);
     assert_eq!(reader.last_stored("ETHUSDT", Interval::H1).unwrap(), None);
 }
@@ -226,9 +277,15 @@ fn a_reader_reads_beside_the_writer_while_it_writes() {
     let reader = rig.writer.reader().unwrap();
     for i in 21..200 {
         rig.klines
-            .send(closed(1, Interval::M1, kline(Interval::M1, T0 + i * MIN, i)))
+            .send(closed(
+                1,
+                Interval::M1,
+                kline(Interval::M1, T0 + i * MIN, i),
+            ))
             .unwrap();
-        let latest = reader.klines("ETHUSDT", Interval::M1, None, None, Some(1)).unwrap();
+        let latest = reader
+            .klines("ETHUSDT", Interval::M1, None, None, Some(1))
+            .unwrap();
         assert_eq!(latest.len(), 1);
     }
     rig.flush();
@@ -240,6 +297,9 @@ fn a_reader_reads_beside_the_writer_while_it_writes() {
     };
     rig.klines.send(msg).unwrap();
     rig.flush();
-    let last = reader.last_stored("ETHUSDT", Interval::M1).unwrap().unwrap();
+    let last = reader
+        .last_stored("ETHUSDT", Interval::M1)
+        .unwrap()
+        .unwrap();
     assert_eq!(last.kline.open, 1000 + 9999);
 }

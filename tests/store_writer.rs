@@ -24,7 +24,11 @@ fn slow_batches() -> WriterConfig {
 }
 
 fn count(rig: &Rig, symbol: &str, interval: Interval) -> u64 {
-    rig.writer.reader().unwrap().count(symbol, interval).unwrap()
+    rig.writer
+        .reader()
+        .unwrap()
+        .count(symbol, interval)
+        .unwrap()
 }
 
 #[test]
@@ -38,7 +42,11 @@ fn a_closed_kline_reaches_disk_within_a_second() {
         std::thread::sleep(Duration::from_millis(250));
         let sent = Instant::now();
         rig.klines
-            .send(closed(1, Interval::M1, kline(Interval::M1, T0 + i * MIN, i)))
+            .send(closed(
+                1,
+                Interval::M1,
+                kline(Interval::M1, T0 + i * MIN, i),
+            ))
             .unwrap();
         let seen = wait_until(|| reader.count("BTCUSDT", Interval::M1).unwrap() == i as u64 + 1);
         assert!(seen.is_some(), "kline {i} never reached the database");
@@ -64,7 +72,11 @@ fn a_full_batch_is_written_at_once() {
         rig.klines.send(msg).unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(count(&rig, "BTCUSDT", Interval::M1), 0, "99 rows wait for the deadline");
+    assert_eq!(
+        count(&rig, "BTCUSDT", Interval::M1),
+        0,
+        "99 rows wait for the deadline"
+    );
     let msg = closed(1, Interval::M1, kline(Interval::M1, T0 + 99 * MIN, 99));
     rig.klines.send(msg).unwrap();
     assert!(wait_until(|| count(&rig, "BTCUSDT", Interval::M1) == 100).is_some());
@@ -77,7 +89,11 @@ fn nothing_is_lost_on_shutdown() {
     rig.command(register(2, "ETHUSDT", SCALES));
     const N: i64 = 10_000;
     for i in 0..N {
-        let msg = closed((i % 2) as u32 + 1, Interval::M1, kline(Interval::M1, T0 + i * MIN, i));
+        let msg = closed(
+            (i % 2) as u32 + 1,
+            Interval::M1,
+            kline(Interval::M1, T0 + i * MIN, i),
+        );
         rig.klines.send(msg).unwrap();
     }
     rig.klines
@@ -96,10 +112,19 @@ fn nothing_is_lost_on_shutdown() {
     assert_eq!(report.rows_lost, 0);
     assert_eq!(report.error, None);
     let reader = klagg::store::Reader::open(rig.dir.db()).unwrap();
-    assert_eq!(reader.count("BTCUSDT", Interval::M1).unwrap(), (N / 2) as u64);
-    assert_eq!(reader.count("ETHUSDT", Interval::M1).unwrap(), (N / 2) as u64);
+    assert_eq!(
+        reader.count("BTCUSDT", Interval::M1).unwrap(),
+        (N / 2) as u64
+    );
+    assert_eq!(
+        reader.count("ETHUSDT", Interval::M1).unwrap(),
+        (N / 2) as u64
+    );
     assert_eq!(reader.count("BTCUSDT", Interval::M5).unwrap(), 500);
-    let open = reader.last_stored("ETHUSDT", Interval::H1).unwrap().unwrap();
+    let open = reader
+        .last_stored("ETHUSDT", Interval::H1)
+        .unwrap()
+        .unwrap();
     assert!(!open.closed);
     assert_eq!(report.rows_written, N as u64 + 500 + 1);
     // The WAL was checkpointed into the main file.
@@ -242,7 +267,11 @@ fn source_precedence_does_not_depend_on_arrival_order() {
         (&[(Rest, true, 2), (Rest, true, 6)], (Rest, true, 6)),
     ];
     for (period, (steps, expected)) in cases.iter().enumerate() {
-        assert_eq!(outcome(&rig, period as i64, steps), *expected, "case {period}: {steps:?}");
+        assert_eq!(
+            outcome(&rig, period as i64, steps),
+            *expected,
+            "case {period}: {steps:?}"
+        );
     }
     // Cases 1, 2, 5 and 8 keep the stored row.
     assert_eq!(StoreCounters::get(&rig.writer.counters().rows_kept), 4);
@@ -273,17 +302,25 @@ fn failed_commits_keep_the_batch_and_retry() {
     rig.command(register(1, "BTCUSDT", SCALES));
     rig.flush();
     let side = rusqlite::Connection::open(rig.dir.db()).unwrap();
-    side.execute_batch("ALTER TABLE klines RENAME TO klines_away").unwrap();
+    side.execute_batch("ALTER TABLE klines RENAME TO klines_away")
+        .unwrap();
     for i in 0..10 {
         let msg = closed(1, Interval::M1, kline(Interval::M1, T0 + i * MIN, i));
         rig.klines.send(msg).unwrap();
     }
     let failing = wait_until(|| !rig.writer.health(wall_ms()).healthy);
-    assert!(failing.is_some(), "the failed commit did not show in health");
+    assert!(
+        failing.is_some(),
+        "the failed commit did not show in health"
+    );
     let health = rig.writer.health(wall_ms());
-    assert!(health.write_error.as_deref().unwrap().contains("klines"), "{health:?}");
+    assert!(
+        health.write_error.as_deref().unwrap().contains("klines"),
+        "{health:?}"
+    );
     assert!(health.pending_rows > 0 || health.write_error.is_some());
-    side.execute_batch("ALTER TABLE klines_away RENAME TO klines").unwrap();
+    side.execute_batch("ALTER TABLE klines_away RENAME TO klines")
+        .unwrap();
     assert!(wait_until(|| rig.writer.health(wall_ms()).healthy).is_some());
     rig.flush();
     assert_eq!(count(&rig, "BTCUSDT", Interval::M1), 10);
@@ -309,7 +346,12 @@ fn registrations_racing_their_first_klines_are_not_refused() {
     rig.flush();
     let reader = rig.writer.reader().unwrap();
     for index in 0..300u32 {
-        assert_eq!(reader.count(&format!("S{index}USDT"), Interval::M1).unwrap(), 1);
+        assert_eq!(
+            reader
+                .count(&format!("S{index}USDT"), Interval::M1)
+                .unwrap(),
+            1
+        );
     }
     assert_eq!(StoreCounters::get(&rig.writer.counters().rows_refused), 0);
 }
@@ -325,7 +367,12 @@ fn klines_of_unregistered_symbols_are_refused_and_reported() {
     assert!(wait_until(|| StoreCounters::get(&counters.rows_refused) == 2).is_some());
     let health = rig.writer.health(wall_ms());
     assert!(health.healthy, "a refusal is reported, not a write failure");
-    assert!(health.last_refused.unwrap().contains("unregistered symbol index"));
+    assert!(
+        health
+            .last_refused
+            .unwrap()
+            .contains("unregistered symbol index")
+    );
 }
 
 #[test]
@@ -346,7 +393,9 @@ fn counters_and_health_describe_the_writer() {
     let counters = rig.writer.counters();
     assert_eq!(StoreCounters::get(&counters.rows_written), 50);
     assert!(StoreCounters::get(&counters.batches) >= 1);
-    assert!(StoreCounters::get(&counters.max_batch_us) >= StoreCounters::get(&counters.last_batch_us));
+    assert!(
+        StoreCounters::get(&counters.max_batch_us) >= StoreCounters::get(&counters.last_batch_us)
+    );
     // Far in the future the heartbeat is stale.
     assert!(!rig.writer.health(wall_ms() + 60_000).healthy);
 }
@@ -357,7 +406,9 @@ fn dropping_every_command_sender_flushes_and_stops() {
     let store = klagg::store::Store::open(dir.db()).unwrap();
     let (klines, receiver) = crossbeam_channel::bounded(64);
     let writer = spawn_writer(store, slow_batches(), receiver).unwrap();
-    writer.send(register(1, "BTCUSDT", SCALES), PATIENCE).unwrap();
+    writer
+        .send(register(1, "BTCUSDT", SCALES), PATIENCE)
+        .unwrap();
     klines
         .send(closed(1, Interval::M1, kline(Interval::M1, T0, 1)))
         .unwrap();

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, bounded};
 use klagg_shards::protocol::KlineMsg;
 
-use super::{StoreError, wall_clock_ms};
 use super::reader::Reader;
 use super::schema::Store;
 use super::stats::{StoreCounters, StoreHealth, WriterReport, WriterShared};
 use super::writer::{STORE_CMD_CAPACITY, StoreCmd, Writer, WriterConfig};
+use super::{StoreError, wall_clock_ms};
 
 /// Start the writer thread. It takes the store's connection, the shards' kline channel
 /// (`bounded(KLINE_OUT_CAPACITY)`; pass `crossbeam_channel::never()` for none) and creates its

@@ -326,7 +326,7 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     }
     Err(StoreError::Corrupt {
         path: path.to_path_buf(),
-        detail: format!("quick_check: {}", lines.join("; ")),
+        detail: format!("quick_check: {}", lines.join("; ").replace('\n', "; ")),
     })
 }
 
