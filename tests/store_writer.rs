@@ -230,8 +230,11 @@ fn backfill(symbol: u32, klines: Vec<Kline>, source: Source) -> StoreCmd {
     }
 }
 
-/// Apply `steps` to one period, in order, and return the stored (source, closed, open price).
-fn outcome(rig: &Rig, period: i64, steps: &[(Source, bool, i64)]) -> (Source, bool, i64) {
+/// A write to one period, or the stored result: (source, closed, seed of the kline).
+type Step = (Source, bool, i64);
+
+/// Apply `steps` to one period, in order, and return what is stored.
+fn outcome(rig: &Rig, period: i64, steps: &[Step]) -> Step {
     let open = T0 + period * MIN;
     for &(source, is_closed, seed) in steps {
         let value = kline(Interval::M1, open, seed);
@@ -254,7 +257,7 @@ fn source_precedence_does_not_depend_on_arrival_order() {
     use Source::{FlatFill, Live, Rest};
     let rig = Rig::new("precedence", WriterConfig::default(), 64);
     rig.command(register(1, "BTCUSDT", SCALES));
-    let cases: [(&[(Source, bool, i64)], (Source, bool, i64)); 10] = [
+    let cases: [(&[Step], Step); 10] = [
         (&[(FlatFill, true, 1), (Rest, true, 2)], (Rest, true, 2)),
         (&[(Rest, true, 2), (FlatFill, true, 1)], (Rest, true, 2)),
         (&[(Live, true, 3), (Rest, true, 2)], (Live, true, 3)),

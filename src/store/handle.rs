@@ -174,3 +174,33 @@ impl WriterHandle {
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::TempDir;
+
+    #[test]
+    fn a_stopped_writer_is_reported_gone() {
+        let dir = TempDir::new("handle-gone");
+        let store = Store::open(dir.db()).unwrap();
+        let writer = spawn_writer(store, WriterConfig::default(), crossbeam_channel::never());
+        let writer = writer.unwrap();
+        let wait = Duration::from_secs(20);
+        writer.flush(wait).unwrap();
+        writer.sender().send(StoreCmd::Shutdown).unwrap();
+        let started = Instant::now();
+        while writer.health(crate::store::wall_clock_ms()).detail != "store writer stopped" {
+            assert!(started.elapsed() < wait, "the writer did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(matches!(writer.flush(wait), Err(StoreError::WriterGone)));
+        assert!(matches!(
+            writer.send(StoreCmd::Shutdown, wait),
+            Err(StoreError::WriterGone)
+        ));
+        let report = writer.shutdown(wait).unwrap();
+        assert_eq!((report.rows_written, report.rows_lost), (0, 0));
+        assert!(dir.path().join("klagg.db").exists());
+    }
+}

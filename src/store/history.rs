@@ -16,6 +16,8 @@ use super::{Source, StoreError};
 
 /// Closed klines per interval kept in the store by default (`--history-bars`).
 pub const HISTORY_BARS_DEFAULT: u32 = 1000;
+/// The most closed klines per interval the planner keeps (a bound on its loops).
+pub const HISTORY_BARS_MAX: u32 = 1_000_000;
 /// The request size with the lowest weight per kline: 499 klines for weight 2.
 pub const CHEAPEST_LIMIT: u32 = 499;
 /// The largest request size of weight 1.
@@ -95,11 +97,13 @@ impl HistoryPlan {
     }
 }
 
-/// The last `bars` closed periods at `now_ms` (the period containing `now_ms` is open).
+/// The last `bars` closed periods at `now_ms` (the period containing `now_ms` is open);
+/// `bars` is capped at [`HISTORY_BARS_MAX`].
 pub fn history_window(interval: Interval, bars: u32, now_ms: i64) -> Option<HistoryWindow> {
     if bars == 0 {
         return None;
     }
+    let bars = bars.min(HISTORY_BARS_MAX);
     let current = interval.open_time(now_ms);
     let last_open_ms = interval.open_time(current - 1);
     let first_open_ms = match interval.fixed_ms() {

@@ -44,7 +44,7 @@ use klagg_shards::kline::{Interval, Kline};
 
 pub use handle::{WriterHandle, spawn_writer};
 pub use history::{
-    HISTORY_BARS_DEFAULT, HistoryPlan, HistoryWindow, KlineRequest, MissingRange,
+    HISTORY_BARS_DEFAULT, HISTORY_BARS_MAX, HistoryPlan, HistoryWindow, KlineRequest, MissingRange,
     klines_request_weight,
 };
 pub use reader::{KLINES_LIMIT_DEFAULT, KLINES_LIMIT_MAX, PeriodState, Reader, SymbolInfo};

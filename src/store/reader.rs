@@ -373,3 +373,61 @@ fn decode_row(
 fn text_ref<'row>(row: &'row Row<'_>, index: usize) -> Result<&'row str, rusqlite::Error> {
     row.get_ref(index)?.as_str().map_err(Into::into)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::schema::Store;
+    use crate::store::test_support::TempDir;
+
+    #[test]
+    fn a_fresh_store_reads_empty() {
+        let dir = TempDir::new("reader-fresh");
+        let store = Store::open(dir.db()).unwrap();
+        let reader = store.reader().unwrap();
+        assert_eq!(reader.path(), dir.db());
+        assert!(reader.symbols().unwrap().is_empty());
+        assert_eq!(reader.scales("BTCUSDT").unwrap(), None);
+        assert_eq!(reader.count("BTCUSDT", Interval::M1).unwrap(), 0);
+        assert!(
+            reader
+                .period_states("BTCUSDT", Interval::M1, 0, i64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            reader
+                .venue_gaps("BTCUSDT", Interval::M1, 0, i64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(matches!(
+            reader.last_stored("BTCUSDT", Interval::M1),
+            Err(StoreError::UnknownSymbol(name)) if name == "BTCUSDT"
+        ));
+    }
+
+    #[test]
+    fn a_row_that_does_not_parse_is_a_clear_error() {
+        let dir = TempDir::new("reader-bad-row");
+        let store = Store::open(dir.db()).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO symbols VALUES ('BTCUSDT', 2, 3, 0);
+                 INSERT INTO klines VALUES ('BTCUSDT', '1m', 0, 59999, '1.00', '1.005', '1.00',
+                   '1.00', '0', '0', 0, '0', '0', -1, -1, 1, 'live', 0);",
+            )
+            .unwrap();
+        let reader = store.reader().unwrap();
+        let err = reader
+            .klines("BTCUSDT", Interval::M1, None, None, None)
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, StoreError::BadRow { column: "high", .. }),
+            "{text}"
+        );
+        assert!(text.contains("BTCUSDT 1m at open time 0"), "{text}");
+    }
+}

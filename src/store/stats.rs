@@ -124,3 +124,26 @@ pub struct WriterReport {
     /// The last write error, if the final flush failed.
     pub error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_names_the_problem() {
+        let shared = WriterShared::default();
+        StoreCounters::set(&shared.counters.heartbeat_ms, 10_000);
+        let ok = shared.health(11_000);
+        assert!(ok.healthy);
+        assert_eq!((ok.detail.as_str(), ok.last_write_ms), ("ok", None));
+        let stale = shared.health(10_000 + HEARTBEAT_STALE_MS + 1);
+        assert!(!stale.healthy && stale.detail.contains("silent"));
+        *shared.write_error.lock() = Some("disk I/O error".to_string());
+        let failing = shared.health(11_000);
+        assert!(!failing.healthy && failing.detail.contains("disk I/O error"));
+        shared.stopped.store(true, Ordering::Release);
+        assert_eq!(shared.health(11_000).detail, "store writer stopped");
+        StoreCounters::set(&shared.counters.last_write_ms, 10_500);
+        assert_eq!(shared.health(11_000).last_write_ms, Some(10_500));
+    }
+}

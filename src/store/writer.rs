@@ -200,23 +200,29 @@ impl Writer {
     }
 
     /// Take commands first (registrations come before their symbols' klines), then klines held
-    /// back last time, then new klines.
+    /// back last time, then new klines. A held-back kline whose symbol is still unknown after
+    /// the command channel was emptied is refused.
     fn take_input(&mut self) {
+        let mut commands_emptied = false;
         for _ in 0..DRAIN_MAX {
             if self.pending_rows >= self.config.pending_rows_max.saturating_mul(2) {
                 break;
             }
             match self.commands.try_recv() {
                 Ok(cmd) => self.on_command(cmd),
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) => {
+                    commands_emptied = true;
+                    break;
+                }
                 Err(TryRecvError::Disconnected) => {
+                    commands_emptied = true;
                     self.shutdown = true;
                     break;
                 }
             }
         }
         for msg in std::mem::take(&mut self.deferred) {
-            self.on_kline(msg, false);
+            self.on_kline(msg, !commands_emptied);
         }
         self.take_klines(DRAIN_MAX, self.config.pending_rows_max);
     }
@@ -528,5 +534,39 @@ fn last_open_of_run(interval: Interval, first_open_ms: i64, count: u64) -> i64 {
             }
             open
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_open_of_a_flat_run() {
+        assert_eq!(last_open_of_run(Interval::M1, 0, 1), 0);
+        assert_eq!(last_open_of_run(Interval::M1, 0, 3), 120_000);
+        assert_eq!(last_open_of_run(Interval::M1, 60_000, 0), 60_000);
+        // 2026-01-01 + 2 months = 2026-03-01.
+        assert_eq!(
+            last_open_of_run(Interval::Mo1, 1_767_225_600_000, 3),
+            1_772_323_200_000
+        );
+        assert_eq!(last_open_of_run(Interval::M1, 0, u64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn defaults_meet_the_delivery_contract() {
+        let config = WriterConfig::default();
+        assert!(config.batch_deadline <= Duration::from_secs(1));
+        assert_eq!(config.snapshot_interval, Duration::from_secs(1));
+        assert!(config.batch_rows < config.pending_rows_max);
+        let msg = KlineMsg::FlatRun {
+            symbol: SymbolIndex(7),
+            interval: Interval::M1,
+            first_open_ms: 0,
+            count: 1,
+            price: 1,
+        };
+        assert_eq!(kline_symbol(&msg), SymbolIndex(7));
     }
 }
