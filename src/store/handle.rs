@@ -62,7 +62,9 @@ impl Drop for StopGuard {
     }
 }
 
-/// How other threads use a running writer.
+/// How other threads use a running writer. Dropping it drops one command sender: the writer
+/// stops (flushing) once every sender is gone; call [`WriterHandle::shutdown`] to stop it and
+/// learn the outcome.
 #[derive(Debug)]
 pub struct WriterHandle {
     commands: Sender<StoreCmd>,

@@ -11,8 +11,14 @@
 //!   written at most every [`WriterConfig::snapshot_interval`] (default 1 s).
 //! * Nothing received is dropped. Both inbound channels are bounded; a producer that finds one
 //!   full keeps its closed klines and sends them later (the shard outbox does; control threads
-//!   use [`super::WriterHandle::send`] with a timeout). Open-kline updates may be dropped by producers
-//!   under backpressure: only the latest matters.
+//!   use [`super::WriterHandle::send`] with a timeout). Open-kline updates may be dropped by
+//!   producers under backpressure: only the latest matters. The only refusals are wiring bugs,
+//!   counted in `rows_refused`: a kline of a symbol never registered (after the command channel
+//!   was emptied once), a backfilled kline not aligned to its interval, a trade count above
+//!   `i64::MAX`. Rows are lost only when the database still fails after the shutdown retries
+//!   (`rows_lost`, and the report says so).
+//! * A producer uses one channel per symbol (kline channel or `StoreCmd::Klines`, not both):
+//!   there is no order between the two channels.
 //! * A failed commit keeps the batch and retries every [`WriterConfig::retry_delay`]; while
 //!   [`WriterConfig::pending_rows_max`] rows wait, the writer stops taking klines, so the
 //!   backpressure reaches the producers instead of memory growing.
