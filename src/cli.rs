@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the engine: klines for every trading USDT perpetual, served on --listen.
     Run(Box<crate::config::RunArgs>),
+    /// Aggregate aggTrades files (data.binance.vision CSV, REST JSON) into klines, printed in
+    /// the official klines CSV format.
+    Replay(crate::replay::ReplayArgs),
     /// Startup benchmark against the in-process simulator (writes bench-results/startup.json).
     #[command(hide = true)]
     BenchStartup(crate::bench_startup::BenchStartupArgs),
@@ -28,8 +31,9 @@ pub enum Command {
 /// Run the chosen subcommand and turn its outcome into the process exit code.
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Sim(args) => klagg_bench::sim::run_cli(*args),
         Command::Run(args) => crate::app::run(*args),
+        Command::Replay(args) => crate::replay::run(&args),
         Command::BenchStartup(args) => crate::bench_startup::run(args),
+        Command::Sim(args) => klagg_bench::sim::run_cli(*args),
     }
 }

@@ -2,4 +2,8 @@
 //! replay readers for recorded aggTrades, and the benchmark programs.
 
 pub mod replay_files;
+pub mod replay;
+pub mod report;
 pub mod sim;
+pub mod testdata;
+pub mod workload;

@@ -321,6 +321,8 @@ impl KlineBook {
         Ok(outcome)
     }
 
+    /// The trade falls inside every current kline: update them all, no boundary checks.
+    #[inline(always)]
     fn apply_fast(
         &mut self,
         slot: u32,
@@ -345,6 +347,7 @@ impl KlineBook {
         Ok(ApplyOutcome::Applied)
     }
 
+    #[inline(never)]
     fn apply_slow(
         &mut self,
         slot: u32,
@@ -535,21 +538,29 @@ impl KlineBook {
         !self.events.is_empty() || !self.dirty_slots.is_empty()
     }
 
+    /// Record the trade's id (reporting a jump as a gap) and mark the slot updated.
+    #[inline(always)]
     fn note_trade(&mut self, slot: u32, agg_id: i64) {
         let meta = &mut self.slots[slot as usize];
-        if meta.last_agg_id >= 0 && agg_id != meta.last_agg_id + 1 {
-            let expected_agg_id = meta.last_agg_id + 1;
-            self.events.push(BookEvent::Gap {
-                slot,
-                expected_agg_id,
-                received_agg_id: agg_id,
-            });
-            self.stats.gaps += 1;
-        }
+        let last = meta.last_agg_id;
         meta.last_agg_id = agg_id;
+        if last >= 0 && agg_id != last + 1 {
+            self.report_gap(slot, last + 1, agg_id);
+        }
         self.mark_dirty(slot);
     }
 
+    #[cold]
+    fn report_gap(&mut self, slot: u32, expected_agg_id: i64, received_agg_id: i64) {
+        self.events.push(BookEvent::Gap {
+            slot,
+            expected_agg_id,
+            received_agg_id,
+        });
+        self.stats.gaps += 1;
+    }
+
+    #[inline(always)]
     fn mark_dirty(&mut self, slot: u32) {
         let meta = &mut self.slots[slot as usize];
         if !meta.dirty {
@@ -624,3 +635,7 @@ pub fn flat_run_klines(
         kline
     })
 }
+
+#[cfg(test)]
+#[path = "book_tests.rs"]
+mod tests;

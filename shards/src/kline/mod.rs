@@ -6,6 +6,9 @@ pub mod decimal;
 pub mod interval;
 pub mod model;
 
+#[cfg(test)]
+mod property_tests;
+
 pub use book::{ApplyOutcome, BookError, BookEvent, BookStats, KlineBook, flat_run_klines};
 pub use decimal::{DecimalError, Fixed, parse_scaled, written_scale};
 pub use interval::{Interval, IntervalError};

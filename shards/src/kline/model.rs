@@ -121,12 +121,13 @@ impl Kline {
         self.close = trade.price;
         self.last_trade_id = trade.last_id;
         self.trade_count += trade.trade_count();
-        self.volume += i128::from(trade.qty);
+        let qty = i128::from(trade.qty);
+        self.volume += qty;
         self.quote_volume += quote;
-        if !trade.buyer_maker {
-            self.taker_buy_volume += i128::from(trade.qty);
-            self.taker_buy_quote_volume += quote;
-        }
+        // Branch-free: `m` is a coin flip per trade, a branch on it mispredicts half the time.
+        let taker_mask = -i128::from(!trade.buyer_maker);
+        self.taker_buy_volume += qty & taker_mask;
+        self.taker_buy_quote_volume += quote & taker_mask;
     }
 
     /// True when adding `qty` and `quote` keeps every sum in range. The taker-buy sums never
