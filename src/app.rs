@@ -61,6 +61,9 @@ pub struct AppExtensions {
     pub reporters: Vec<Arc<dyn HealthReporter>>,
     /// Extra routes; the operability endpoints are added after them.
     pub router: Router,
+    /// Told every symbol (index, name, scales) before its first activation (e.g. the store's
+    /// `RegisterSymbol`). Bounded channels; a full one misses the message (counted).
+    pub symbol_listeners: Vec<crossbeam_channel::Sender<klagg_shards::protocol::SymbolSpec>>,
 }
 
 impl std::fmt::Debug for AppExtensions {
@@ -173,6 +176,7 @@ pub fn start_app(
         refresh_ms: config.exchange_info_refresh_ms,
         control_core: config.control_core,
         detector: true,
+        listeners: extensions.symbol_listeners,
     };
     let manager = symbol_manager::spawn(
         manager_config,

@@ -106,6 +106,8 @@ pub struct StatusBoard {
     pub detector_connected: AtomicU32,
     /// Closed, flat-run and corrected kline messages received from the shards.
     pub klines_received: AtomicU64,
+    /// Symbol announcements a full listener missed.
+    pub announcements_dropped: AtomicU64,
 }
 
 impl StatusBoard {
@@ -139,6 +141,7 @@ impl StatusBoard {
             detector_reconnects: AtomicU64::new(0),
             detector_connected: AtomicU32::new(0),
             klines_received: AtomicU64::new(0),
+            announcements_dropped: AtomicU64::new(0),
         }
     }
 

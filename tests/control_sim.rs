@@ -14,7 +14,7 @@ use klagg::config::RunArgs;
 use klagg::status::StatusBoard;
 use klagg_bench::sim::{RefKline, Sim, SimConfig, SimHandle};
 use klagg_shards::kline::{Interval, Kline, Scales, flat_run_klines, parse_scaled};
-use klagg_shards::protocol::{KlineMsg, SymbolIndex};
+use klagg_shards::protocol::{KlineMsg, SymbolIndex, SymbolSpec};
 use klagg_shards::shard::KlineSink;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -31,7 +31,10 @@ fn start_sim(symbols: usize, trade_rate: u64) -> SimHandle {
 }
 
 /// Start the engine on `sim` with `intervals`; returns it and a receiver of every kline.
-fn start_engine(sim: &SimHandle, intervals: &str) -> (RunningApp, Receiver<KlineMsg>) {
+fn start_engine(
+    sim: &SimHandle,
+    intervals: &str,
+) -> (RunningApp, Receiver<KlineMsg>, Receiver<SymbolSpec>) {
     let args = RunArgs {
         rest_url: Some(sim.rest_url()),
         ws_url: Some(sim.ws_url()),
@@ -45,8 +48,10 @@ fn start_engine(sim: &SimHandle, intervals: &str) -> (RunningApp, Receiver<Kline
     config.rest_has_1s = true; // the simulator serves 1s klines
     config.shard_cores = vec![None, None];
     let (tx, rx) = bounded(1 << 20);
+    let (spec_tx, spec_rx) = bounded(4096);
     let extensions = AppExtensions {
         kline_sinks: vec![KlineSink { tx, updates: false }],
+        symbol_listeners: vec![spec_tx],
         ..AppExtensions::default()
     };
     // KLAGG_TEST_LOG=1 shows the engine's log.
@@ -57,7 +62,7 @@ fn start_engine(sim: &SimHandle, intervals: &str) -> (RunningApp, Receiver<Kline
         .map_or_else(klagg::log::discard, |h| h.root.clone());
     let app = start_app(config, ProcessStart::now(), &log, extensions).expect("engine starts");
     std::mem::forget(handle);
-    (app, rx)
+    (app, rx, spec_rx)
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
@@ -86,7 +91,7 @@ fn stop(app: RunningApp, sim: SimHandle) {
 #[test]
 fn startup_of_300_symbols_serves_first_and_activates_all() {
     let sim = start_sim(300, 300);
-    let (app, _klines) = start_engine(&sim, "1m,5m,30m,1h,4h,1d,1w");
+    let (app, _klines, specs) = start_engine(&sim, "1m,5m,30m,1h,4h,1d,1w");
     let status = app.status.clone();
     let body = ureq::get(format!("http://{}/api/v1/status", app.listen))
         .call()
@@ -101,6 +106,14 @@ fn startup_of_300_symbols_serves_first_and_activates_all() {
     });
     assert_eq!(StatusBoard::get(&status.symbols_active), 300);
     assert_eq!(StatusBoard::get(&status.symbols_failed), 0);
+    // Every symbol was announced (name and scales) before its activation.
+    let announced: Vec<SymbolSpec> = specs.try_iter().collect();
+    assert_eq!(announced.len(), 300);
+    assert!(
+        announced
+            .iter()
+            .all(|s| app.registry.spec(s.index).as_ref() == Some(s))
+    );
     let (first, all) = (
         status.first_active_ms().unwrap(),
         status.all_active_ms().unwrap(),
@@ -172,7 +185,7 @@ fn activated_epoch_ms(app: &RunningApp, name: &str) -> i64 {
 #[test]
 fn listings_during_and_after_startup_go_live_quickly() {
     let sim = start_sim(60, 400);
-    let (app, _klines) = start_engine(&sim, "1m,5m,1h");
+    let (app, _klines, _specs) = start_engine(&sim, "1m,5m,1h");
     sim.list_symbol("EARLYUSDT").unwrap();
     wait_for("startup done", || {
         app.status.all_active_ms().is_some() || StatusBoard::get(&app.status.symbols_active) >= 60
@@ -197,7 +210,7 @@ fn listings_during_and_after_startup_go_live_quickly() {
 #[test]
 fn a_delisted_symbol_is_deactivated() {
     let sim = start_sim(20, 200);
-    let (app, _klines) = start_engine(&sim, "1m");
+    let (app, _klines, _specs) = start_engine(&sim, "1m");
     wait_for("all active", || app.status.all_active_ms().is_some());
     let victim = sim.symbols()[5].name.clone();
     sim.delist_symbol(&victim).unwrap();
@@ -305,7 +318,7 @@ fn assert_exact(
 #[test]
 fn lost_trades_and_dropped_connections_resync_to_exact_klines() {
     let sim = start_sim(6, 200);
-    let (app, rx) = start_engine(&sim, "1s,1m");
+    let (app, rx, _specs) = start_engine(&sim, "1s,1m");
     wait_for("all active", || app.status.all_active_ms().is_some());
     let busy = sim.symbols()[0].name.clone();
     let mut finals = BTreeMap::new();

@@ -1,8 +1,8 @@
 //! klagg test bench: the Binance USD-M exchange simulator (`klagg sim`, `klagg run --venue sim`),
 //! replay readers for recorded aggTrades, and the benchmark programs.
 
-pub mod replay_files;
 pub mod replay;
+pub mod replay_files;
 pub mod report;
 pub mod sim;
 pub mod testdata;

@@ -116,6 +116,9 @@ pub struct PackageBuilder {
     pub rest: RestClient,
     pub plan: Arc<PackagePlan>,
     pub status: Arc<StatusBoard>,
+    /// Told every symbol (index, name, scales) before its first activation is sent, e.g. the
+    /// store's symbol table. `try_send`: a full listener misses the message (counted).
+    pub listeners: Arc<Vec<Sender<SymbolSpec>>>,
 }
 
 impl PackageBuilder {
@@ -129,6 +132,16 @@ impl PackageBuilder {
             rest,
             plan: Arc::new(super::package::plan(intervals, rest_has_1s)),
             status,
+            listeners: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Tell the listeners about `spec` (before its activation is sent).
+    pub fn announce(&self, spec: &SymbolSpec) {
+        for listener in self.listeners.iter() {
+            if listener.try_send(spec.clone()).is_err() {
+                StatusBoard::add(&self.status.announcements_dropped, 1);
+            }
         }
     }
 
@@ -245,6 +258,9 @@ impl Backfiller {
             .transition(job.symbol, &[Lifecycle::Backfilling], Lifecycle::Sent)
         {
             return;
+        }
+        if job.kind != JobKind::Resync {
+            self.builder.announce(&spec);
         }
         let cmd = DispatcherCmd::ActivateSymbol {
             symbol: spec,

@@ -321,6 +321,7 @@ impl Detector {
                     &[Lifecycle::Backfilling],
                     Lifecycle::Sent,
                 );
+                self.builder.announce(&spec);
                 let cmd = DispatcherCmd::ActivateSymbol {
                     symbol: spec,
                     initial_data,

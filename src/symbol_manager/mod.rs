@@ -57,6 +57,8 @@ pub struct SymbolManagerConfig {
     pub control_core: Option<usize>,
     /// Start the NewSymbolDetector (tests of the backfill path alone turn it off).
     pub detector: bool,
+    /// Told every symbol before its first activation (see `PackageBuilder::listeners`).
+    pub listeners: Vec<Sender<klagg_shards::protocol::SymbolSpec>>,
 }
 
 /// The running SymbolManager's threads.
@@ -96,12 +98,13 @@ pub fn spawn(
     shutdown: &Shutdown,
 ) -> std::io::Result<SymbolManagerThreads> {
     let queue = Arc::new(JobQueue::default());
-    let builder = PackageBuilder::new(
+    let mut builder = PackageBuilder::new(
         rest.clone(),
         &config.intervals,
         config.rest_has_1s,
         status.clone(),
     );
+    builder.listeners = Arc::new(config.listeners.clone());
     let mut threads = Vec::new();
     for id in 0..config.backfill_concurrency {
         let backfiller = Backfiller {
