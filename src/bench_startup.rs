@@ -197,7 +197,7 @@ fn summarise(
             "all_active_within_ms": (1.2 * floor_ms).round(),
         },
         "met": {
-            "api": api_ms >= 0 && api_ms <= 200,
+            "api": (0..=200).contains(&api_ms),
             "first_active": status.first_active_ms().is_some_and(|ms| ms <= 1000),
             "all_active": all.is_some_and(|ms| (ms as f64) <= 1.2 * floor_ms),
         },
