@@ -37,14 +37,19 @@ fn two_shards_fifty_symbols_closed_klines_equal_rest_for_1s_and_1m() {
     let compared = h.assert_exact();
     eprintln!("compared {compared:?}, resyncs {}", h.resyncs);
     assert!(compared[&Interval::S1] >= 50 * 3, "{compared:?}");
-    assert!(compared.get(&Interval::M1).copied().unwrap_or(0) >= 50, "{compared:?}");
+    assert!(
+        compared.get(&Interval::M1).copied().unwrap_or(0) >= 50,
+        "{compared:?}"
+    );
 
     let log = h.sim.subscription_log();
     let mut subscribed = 0;
     for event in log.iter().filter(|e| e.kind == SubKind::Subscribe) {
         for stream in &event.streams {
             let name = stream.split('@').next().expect("name").to_uppercase();
-            let acked = first_acks.get(&name).unwrap_or_else(|| panic!("{name} never acked"));
+            let acked = first_acks
+                .get(&name)
+                .unwrap_or_else(|| panic!("{name} never acked"));
             assert!(event.at > *acked, "{stream} subscribed before its ack");
             subscribed += 1;
         }
@@ -82,7 +87,10 @@ fn an_empty_shard_heartbeats_and_stays_healthy() {
     std::thread::sleep(Duration::from_millis(300));
     let later = shard.handle.health();
     assert_eq!(later.shard, ShardId(3));
-    assert!(later.heartbeat_ms > first.heartbeat_ms, "{first:?} → {later:?}");
+    assert!(
+        later.heartbeat_ms > first.heartbeat_ms,
+        "{first:?} → {later:?}"
+    );
     assert!(later.is_alive(epoch_ms() as u64, 1_000));
     assert_eq!(later.counters.connections_open, 0);
     assert_eq!(later.counters.reconnects, 0);

@@ -62,7 +62,8 @@ impl Harness {
         let (reports_tx, reports_rx) = bounded(SHARD_REPORT_CAPACITY);
         let mut shards = Vec::new();
         for index in 0..shard_count {
-            let mut config = ShardConfig::new(ShardId(index as u16), intervals.to_vec(), sim.ws_url());
+            let mut config =
+                ShardConfig::new(ShardId(index as u16), intervals.to_vec(), sim.ws_url());
             config.heartbeat_interval = Duration::from_millis(50);
             config.io.extra_ca_pem = sim.tls().map(|tls| tls.ca_pem.clone());
             tweak(&mut config);
@@ -147,7 +148,8 @@ impl Harness {
             .expect("ack within patience");
         assert_eq!((ack.symbol, ack.activation), (index, activation));
         assert_eq!(ack.result, Ok(()), "activation of {}", symbol.spec.name);
-        self.acked_at.insert(symbol.spec.name.to_string(), Instant::now());
+        self.acked_at
+            .insert(symbol.spec.name.to_string(), Instant::now());
         let entry = self.symbols.get_mut(&index).expect("known");
         entry.valid_from = valid_from;
         entry.activations += 1;
@@ -155,7 +157,10 @@ impl Harness {
     }
 
     pub fn send(&self, shard: usize, cmd: ShardCmd) {
-        self.shards[shard].handle.try_send(cmd).expect("inbox has room");
+        self.shards[shard]
+            .handle
+            .try_send(cmd)
+            .expect("inbox has room");
     }
 
     /// An initial package from the simulator's REST klines, consistent with the last trade id:
@@ -171,7 +176,9 @@ impl Harness {
             intervals.sort_unstable();
             for interval in intervals {
                 let open = interval.open_time(last.time_ms);
-                let rest = self.sim.klines(&spec.name, sim_interval(interval), open, open);
+                let rest = self
+                    .sim
+                    .klines(&spec.name, sim_interval(interval), open, open);
                 let Some(kline) = rest.first() else {
                     consistent = false;
                     break;
@@ -220,7 +227,8 @@ impl Harness {
                     interval,
                     kline,
                 } => {
-                    self.finals.insert((symbol, interval, kline.open_time_ms), kline);
+                    self.finals
+                        .insert((symbol, interval, kline.open_time_ms), kline);
                 }
                 KlineMsg::FlatRun {
                     symbol,
@@ -230,7 +238,8 @@ impl Harness {
                     price,
                 } => {
                     for kline in flat_run_klines(interval, first_open_ms, count, price) {
-                        self.finals.insert((symbol, interval, kline.open_time_ms), kline);
+                        self.finals
+                            .insert((symbol, interval, kline.open_time_ms), kline);
                     }
                 }
                 KlineMsg::Update { .. } => {}
@@ -247,14 +256,25 @@ impl Harness {
                 let from = symbol.valid_from[&interval];
                 let ours: Vec<_> = self
                     .finals
-                    .range((symbol.spec.index, interval, from)..=(symbol.spec.index, interval, i64::MAX))
+                    .range(
+                        (symbol.spec.index, interval, from)
+                            ..=(symbol.spec.index, interval, i64::MAX),
+                    )
                     .map(|(_, kline)| *kline)
                     .collect();
                 let Some(last) = ours.last() else {
                     continue;
                 };
-                let rest = self.sim.klines(&symbol.spec.name, sim_interval(interval), from, last.open_time_ms);
-                let rest: Vec<_> = rest.iter().map(|k| to_kline(k, symbol.spec.scales)).collect();
+                let rest = self.sim.klines(
+                    &symbol.spec.name,
+                    sim_interval(interval),
+                    from,
+                    last.open_time_ms,
+                );
+                let rest: Vec<_> = rest
+                    .iter()
+                    .map(|k| to_kline(k, symbol.spec.scales))
+                    .collect();
                 assert_eq!(
                     ours.len(),
                     rest.len(),
@@ -324,7 +344,10 @@ pub fn to_kline(rest: &RefKline, scales: Scales) -> Kline {
 pub fn parse_i128(text: &str, scale: u8) -> i128 {
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     let fraction = fraction.trim_end_matches('0');
-    assert!(fraction.len() <= usize::from(scale), "{text} has more than {scale} places");
+    assert!(
+        fraction.len() <= usize::from(scale),
+        "{text} has more than {scale} places"
+    );
     let digits = format!("{whole}{fraction:0<width$}", width = usize::from(scale));
     digits.parse().expect("decimal digits")
 }

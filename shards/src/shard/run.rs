@@ -178,6 +178,7 @@ impl ShardLoop {
             self.next_clock_tick = now + self.config.clock_tick;
         }
         self.io.tick(now, self.poll.registry());
+        self.gauges_dirty |= self.io.take_changed();
         self.worker.take_events(&mut self.events);
         self.publisher.publish(&mut self.events, &mut self.worker);
         self.publisher.flush();
