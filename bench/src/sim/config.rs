@@ -217,7 +217,7 @@ impl SimConfig {
         if self.ping_interval.is_zero() || self.kline_update_interval.is_zero() {
             return Err("ping_interval and kline_update_interval must be positive".into());
         }
-        if !(self.replay_speed > 0.0) {
+        if self.replay_speed.is_nan() || self.replay_speed <= 0.0 {
             return Err("replay_speed must be positive".into());
         }
         Ok(())

@@ -3,6 +3,7 @@
 //! framed by hand and written in large batches straight to the socket (tungstenite's own
 //! buffer is flushed first), optionally paced. Ids are contiguous per symbol and connection.
 //! The trades are not stored: REST and the reference aggregation know nothing of them.
+//! Streams subscribed after the firehose started are not fed.
 
 use std::io::{self, Write};
 use std::sync::atomic::Ordering;
@@ -46,7 +47,7 @@ pub(crate) fn run(conn: &mut Conn) -> io::Result<()> {
     let Some(cfg) = conn.shared.cfg.firehose else {
         return Ok(());
     };
-    let mut syms = symbols(conn);
+    let mut syms = symbols(conn); // fixed for this run: ids stay contiguous
     let started = Instant::now();
     let start_sent = conn.firehose_sent;
     let mut buf = Vec::with_capacity(BATCH_FRAMES * 256);
@@ -80,9 +81,6 @@ pub(crate) fn run(conn: &mut Conn) -> io::Result<()> {
             conn.firehose_sent - start_sent,
             started,
         );
-        if round % (BATCH_FRAMES * 64) == 0 {
-            syms = symbols(conn);
-        }
     }
     Ok(())
 }
@@ -148,7 +146,7 @@ fn push_frame(buf: &mut Vec<u8>, s: &mut Sym, combined: bool, t: i64, n: usize) 
     push_int(&mut payload, s.next_trade + count - 1);
     payload.push_str(r#","T":"#);
     push_int(&mut payload, t as u64);
-    payload.push_str(if n % 2 == 0 {
+    payload.push_str(if n.is_multiple_of(2) {
         r#","m":true}"#
     } else {
         r#","m":false}"#

@@ -75,6 +75,18 @@ impl Generator {
                 .fetch_add(n as u64, Ordering::Relaxed);
             g.next_tick_ms += TICK_MS;
         }
+        if g.shared.cfg.firehose.is_some() {
+            // Live aggTrades come from the firehose; synthetic ones would break its id runs.
+            g.synth.set_rate(0);
+        }
+        for cursor in &mut g.replay {
+            let n = cursor.due(&mut market, start_ms).len();
+            g.shared
+                .hub
+                .counters
+                .trades_published
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
         drop(market);
         g
     }

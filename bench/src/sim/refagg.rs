@@ -235,7 +235,7 @@ mod tests {
         let small = aggregate(&trades, m1, 0, 540_000, None, S);
         for big in &direct {
             let mut acc = RefKline::flat(big.open_time, big.close_time, big.open, S);
-            let prev = small.iter().filter(|k| k.open_time < big.open_time).last();
+            let prev = small.iter().rfind(|k| k.open_time < big.open_time);
             if let Some(p) = prev {
                 acc = RefKline::flat(big.open_time, big.close_time, p.close, S);
             }

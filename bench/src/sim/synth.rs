@@ -38,6 +38,11 @@ impl Synth {
         }
     }
 
+    /// Change the average rate (0 stops the synthetic market).
+    pub fn set_rate(&mut self, trade_rate: u64) {
+        self.trade_rate = trade_rate;
+    }
+
     /// Produce the trades of the tick `[t0, t0 + TICK_MS)`, append them to the market and
     /// return `(symbol index, trade)` in publication order.
     pub fn tick(&mut self, market: &mut Market, t0: i64) -> Vec<(usize, StoredTrade)> {
@@ -77,7 +82,8 @@ impl Synth {
     }
 
     fn reroll_moods(&mut self, market: &Market, t0: i64) {
-        self.next_mood_ms = t0 - t0.rem_euclid(MOOD_PERIOD_MS) + MOOD_PERIOD_MS;
+        // Relative to the tick, not the wall clock, so a seed fixes the whole sequence.
+        self.next_mood_ms = t0 + MOOD_PERIOD_MS;
         if self.rng.chance(0.05) {
             self.burst_until_ms = t0 + 2_000;
         }

@@ -88,54 +88,34 @@ pub fn serve(
     leftover: Vec<u8>,
     peer: SocketAddr,
 ) {
-    let Some(up) = route_of(&req.path, &req.query) else {
-        let _ = http::write_response(
-            &mut stream,
-            &Response::error(404, -1000, "Invalid websocket path."),
-            true,
-        );
+    let (Some(up), Some(key)) = (
+        route_of(&req.path, &req.query),
+        req.header("sec-websocket-key"),
+    ) else {
+        let resp = Response::error(404, -1000, "Invalid websocket path or handshake.");
+        let _ = http::write_response(&mut stream, &resp, true);
         return;
     };
-    let Some(key) = req.header("sec-websocket-key") else {
-        let _ = http::write_response(
-            &mut stream,
-            &Response::error(400, -1000, "Missing Sec-WebSocket-Key."),
-            true,
-        );
-        return;
-    };
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    if io::Write::write_all(&mut stream, head.as_bytes())
-        .and_then(|_| io::Write::flush(&mut stream))
-        .is_err()
-    {
-        return;
+    // Register before answering, so that a client that saw the 101 is already subscribed.
+    let queue = shared.cfg.outbound_queue_capacity;
+    let (id, rx, ctl) = shared
+        .hub
+        .register(up.route, peer, req.target.clone(), queue);
+    if !up.streams.is_empty() {
+        let max = shared.cfg.max_streams_per_connection;
+        let ok = shared.hub.subscribe(id, &up.streams, max).is_ok();
+        shared
+            .hub
+            .log_sub(id, SubKind::UrlPath, up.streams.clone(), None, ok);
     }
-    if stream.tcp().set_nonblocking(true).is_err() {
+    if accept(&mut stream, key).is_err() {
+        shared.hub.unregister(id);
         return;
     }
     let config = WebSocketConfig::default()
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER);
     let ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(config));
-    let (id, rx, ctl) = shared.hub.register(
-        up.route,
-        peer,
-        req.target.clone(),
-        shared.cfg.outbound_queue_capacity,
-    );
-    if !up.streams.is_empty() {
-        let ok = shared
-            .hub
-            .subscribe(id, &up.streams, shared.cfg.max_streams_per_connection)
-            .is_ok();
-        shared
-            .hub
-            .log_sub(id, SubKind::UrlPath, up.streams.clone(), None, ok);
-    }
     let now = Instant::now();
     let mut conn = Conn {
         ws,
@@ -153,6 +133,17 @@ pub fn serve(
     };
     conn.run();
     shared.hub.unregister(id);
+}
+
+/// Write the 101 answer and switch the socket to non-blocking.
+fn accept(stream: &mut ConnStream, key: &str) -> io::Result<()> {
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    io::Write::write_all(stream, head.as_bytes())?;
+    io::Write::flush(stream)?;
+    stream.tcp().set_nonblocking(true)
 }
 
 /// Why the loop ended.
