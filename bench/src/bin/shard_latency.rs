@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, bounded};
 use klagg_shards::kline::{Interval, Scales};
 use klagg_shards::protocol::{
-    ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY,
-    ShardCmd, ShardId, SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
+    ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd,
+    ShardId, SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
 };
 use klagg_shards::shard::{KlineSink, ShardConfig, ShardOutputs, ShardThread, spawn_shard};
 use tungstenite::{Message, WebSocket};
@@ -45,7 +45,11 @@ fn spec(index: usize) -> SymbolSpec {
 fn start_shard(port: u16, core: Option<usize>) -> (ShardThread, Receiver<KlineMsg>) {
     let (tx, rx) = bounded(KLINE_OUT_CAPACITY);
     let (reports_tx, _reports_rx) = bounded(SHARD_REPORT_CAPACITY);
-    let mut config = ShardConfig::new(ShardId(0), vec![Interval::M1], format!("ws://127.0.0.1:{port}"));
+    let mut config = ShardConfig::new(
+        ShardId(0),
+        vec![Interval::M1],
+        format!("ws://127.0.0.1:{port}"),
+    );
     config.core = core;
     let outputs = ShardOutputs {
         klines: vec![KlineSink { tx, updates: true }],
@@ -122,7 +126,8 @@ impl Pump {
             if let KlineMsg::Update { kline, .. } = message {
                 let index = kline.last_trade_id - self.first_seq;
                 if let Some(sent) = usize::try_from(index).ok().and_then(|i| self.sent.get(i)) {
-                    self.latencies_ns.push(now.duration_since(*sent).as_nanos() as u64);
+                    self.latencies_ns
+                        .push(now.duration_since(*sent).as_nanos() as u64);
                 }
             }
         }
@@ -198,7 +203,9 @@ fn main() {
         first_seq: 1,
     };
     pump.run(10_000, WARMUP_FRAMES, false);
-    println!("one frame per TCP segment, {SYMBOLS} symbols, pump on core {pump_core:?}, shard on core {shard_core:?}");
+    println!(
+        "one frame per TCP segment, {SYMBOLS} symbols, pump on core {pump_core:?}, shard on core {shard_core:?}"
+    );
     let mut results = Vec::new();
     for rate in RATES {
         let count = (rate as f64 * seconds) as u64;
@@ -229,9 +236,13 @@ fn main() {
     let _ = shard.handle.try_send(ShardCmd::Shutdown);
     let _ = shard.join.join();
     let goal = results.get(1).is_some_and(|r| {
-        r["p50_us"].as_f64().is_some_and(|v| v <= 50.0) && r["p99_us"].as_f64().is_some_and(|v| v <= 250.0)
+        r["p50_us"].as_f64().is_some_and(|v| v <= 50.0)
+            && r["p99_us"].as_f64().is_some_and(|v| v <= 250.0)
     });
-    println!("goal at 100k/s (p50 ≤ 50 µs, p99 ≤ 250 µs): {}", if goal { "met" } else { "NOT met" });
+    println!(
+        "goal at 100k/s (p50 ≤ 50 µs, p99 ≤ 250 µs): {}",
+        if goal { "met" } else { "NOT met" }
+    );
     frames::write_result(
         "shard_latency",
         &serde_json::json!({

@@ -20,8 +20,8 @@ use klagg_bench::sim::{FirehoseConfig, Sim, SimConfig, SimHandle};
 use klagg_shards::kline::{Interval, Scales};
 use klagg_shards::parse::{Frame, parse_frame};
 use klagg_shards::protocol::{
-    ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY,
-    ShardCmd, ShardId, SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
+    ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd,
+    ShardId, SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
 };
 use klagg_shards::shard::{KlineSink, Publisher, ShardConfig, ShardOutputs, spawn_shard};
 use klagg_shards::worker::{Worker, WorkerConfig};
@@ -94,7 +94,10 @@ fn capture(sim: &SimHandle, specs: &[SymbolSpec], count: usize) -> Vec<String> {
         .iter()
         .map(|s| format!("\"{}@aggTrade\"", s.name.to_lowercase()))
         .collect();
-    let request = format!(r#"{{"method":"SUBSCRIBE","params":[{}],"id":1}}"#, params.join(","));
+    let request = format!(
+        r#"{{"method":"SUBSCRIBE","params":[{}],"id":1}}"#,
+        params.join(",")
+    );
     ws.send(tungstenite::Message::Text(request.into()))
         .expect("subscribe");
     let mut out = Vec::with_capacity(count);
@@ -148,7 +151,12 @@ struct ShardRun {
 }
 
 /// The real shard against the firehose: wall time and shard-thread CPU time for `trades`.
-fn over_socket(sim: &SimHandle, specs: &[SymbolSpec], trades: u64, core: Option<usize>) -> ShardRun {
+fn over_socket(
+    sim: &SimHandle,
+    specs: &[SymbolSpec],
+    trades: u64,
+    core: Option<usize>,
+) -> ShardRun {
     let (tx, rx) = bounded(KLINE_OUT_CAPACITY);
     let (reports_tx, _reports_rx) = bounded(SHARD_REPORT_CAPACITY);
     let mut config = ShardConfig::new(ShardId(0), INTERVALS.to_vec(), sim.ws_url());
@@ -222,7 +230,8 @@ fn main() {
     let sim = Sim::start(sim_config).expect("simulator");
     let specs = specs(&sim, args.symbols);
     let reference = capture(&sim, &specs, 1_000_000.min(args.trades as usize));
-    let mean_bytes = reference.iter().map(String::len).sum::<usize>() as f64 / reference.len() as f64;
+    let mean_bytes =
+        reference.iter().map(String::len).sum::<usize>() as f64 / reference.len() as f64;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let core = cores.last().map(|c| c.id);
     println!(
@@ -275,12 +284,18 @@ fn report(
     );
     println!(
         "targets: ≥ 1.5 M/s per core: {}; ratio ≥ 0.5: {}",
-        if per_core_med >= 1.5e6 { "met" } else { "NOT met" },
+        if per_core_med >= 1.5e6 {
+            "met"
+        } else {
+            "NOT met"
+        },
         if ratio >= 0.5 { "met" } else { "NOT met" }
     );
     let runs_json: Vec<_> = runs
         .iter()
-        .map(|r| serde_json::json!({"trades": r.trades, "wall_s": r.wall_s, "shard_cpu_s": r.cpu_s}))
+        .map(
+            |r| serde_json::json!({"trades": r.trades, "wall_s": r.wall_s, "shard_cpu_s": r.cpu_s}),
+        )
         .collect();
     frames::write_result(
         "shard_throughput",

@@ -71,7 +71,11 @@ pub fn symbols(count: usize, seed: u64) -> Vec<GenSymbol> {
         if !taken.insert(name.clone()) {
             continue;
         }
-        let price_dp = if base == "BTC" { 2 } else { 1 + rng.below(7) as u8 };
+        let price_dp = if base == "BTC" {
+            2
+        } else {
+            1 + rng.below(7) as u8
+        };
         let qty_dp = rng.below(4) as u8;
         let price = 10i64.pow(u32::from(price_dp)) * (1 + rng.below(2000) as i64) / 7 + 1;
         out.push(GenSymbol {
@@ -143,7 +147,12 @@ pub fn frames(symbols: &mut [GenSymbol], count: usize, seed: u64, start_ms: i64)
     for index in 0..count {
         let pick = pick(&mut rng, symbols.len());
         let mut frame = String::with_capacity(200);
-        next_frame(&mut symbols[pick], &mut rng, start_ms + index as i64 / 2, &mut frame);
+        next_frame(
+            &mut symbols[pick],
+            &mut rng,
+            start_ms + index as i64 / 2,
+            &mut frame,
+        );
         out.push(frame);
     }
     out
