@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The task folder of this process's thread called `name`.
 pub fn thread_dir(name: &str) -> Option<PathBuf> {
@@ -14,7 +14,7 @@ pub fn thread_dir(name: &str) -> Option<PathBuf> {
 }
 
 /// CPU time the thread has used so far, ns.
-pub fn cpu_ns(dir: &PathBuf) -> Option<u64> {
+pub fn cpu_ns(dir: &Path) -> Option<u64> {
     if let Ok(text) = std::fs::read_to_string(dir.join("schedstat"))
         && let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse().ok())
     {
