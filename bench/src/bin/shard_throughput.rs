@@ -102,10 +102,10 @@ fn capture(sim: &SimHandle, specs: &[SymbolSpec], count: usize) -> Vec<String> {
         .expect("subscribe");
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
-        if let tungstenite::Message::Text(text) = ws.read().expect("frame") {
-            if text.contains("aggTrade") {
-                out.push(text.as_str().to_owned());
-            }
+        if let tungstenite::Message::Text(text) = ws.read().expect("frame")
+            && text.contains("aggTrade")
+        {
+            out.push(text.as_str().to_owned());
         }
     }
     let _ = ws.close(None);
