@@ -1,7 +1,8 @@
 //! A shard thread (`shard-NN`, one per core): pinned first, then it builds its own state
 //! (mio `Poll` + `Waker`, Worker, I/O, buffers) and runs its event loop. It owns its Worker
 //! (the kline state of its symbols), its WebSocket connections and its outboxes; its inbox is
-//! one bounded FIFO of [`ShardCmd`] paired with the poll's waker ([`ShardHandle`]).
+//! one bounded FIFO of [`crate::protocol::ShardCmd`] paired with the poll's waker
+//! ([`crate::protocol::ShardHandle`]).
 //!
 //! Nothing in the loop blocks: no REST, no sleeps, no DB writes; connects and handshakes run on
 //! the connector thread. Work per iteration is bounded (inbox drain, frames per connection,
