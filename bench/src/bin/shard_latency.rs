@@ -232,6 +232,14 @@ fn main() {
             "shard_cpu_us_per_frame": cpu_per_frame / 1e3,
         }));
     }
+    let counters = shard.handle.health().counters;
+    println!(
+        "shard: {} loop iterations, busiest iteration {:.1} µs, {} frames, {} updates dropped",
+        counters.loop_iterations,
+        counters.busiest_iteration_ns as f64 / 1e3,
+        counters.frames,
+        counters.updates_dropped
+    );
     let _ = pump.ws.close(None);
     let _ = shard.handle.try_send(ShardCmd::Shutdown);
     let _ = shard.join.join();
@@ -249,6 +257,8 @@ fn main() {
             "benchmark": "shard_latency", "symbols": SYMBOLS, "seconds_per_rate": seconds,
             "pump_core": pump_core, "shard_core": shard_core, "results": results,
             "goal_100k_met": goal, "machine": frames::machine(),
+            "shard_busiest_iteration_us": counters.busiest_iteration_ns as f64 / 1e3,
+            "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
             "method": "send instant before the frame's write → update dequeued by the pump (spinning between sends on the other core)",
         }),
     );
