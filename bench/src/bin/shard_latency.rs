@@ -9,7 +9,7 @@
 //! carries a unique `l` (underlying trade id), which the update's kline echoes as its
 //! `last_trade_id`; updates coalesced within one shard iteration hide earlier trades (counted).
 //!
-//! Usage: `cargo run --release -p klagg-bench --bin shard_latency -- [--seconds S]`
+//! Usage: `cargo run --release -p klagg-bench --bin shard_latency -- [--seconds S] [--busy-poll]`
 
 #[path = "shard_support/cpu.rs"]
 mod cpu;
@@ -42,7 +42,11 @@ fn spec(index: usize) -> SymbolSpec {
 }
 
 /// Start the shard, activate and subscribe the symbols; returns the shard and its updates.
-fn start_shard(port: u16, core: Option<usize>) -> (ShardThread, Receiver<KlineMsg>) {
+fn start_shard(
+    port: u16,
+    core: Option<usize>,
+    busy_poll: bool,
+) -> (ShardThread, Receiver<KlineMsg>) {
     let (tx, rx) = bounded(KLINE_OUT_CAPACITY);
     let (reports_tx, _reports_rx) = bounded(SHARD_REPORT_CAPACITY);
     let mut config = ShardConfig::new(
@@ -51,6 +55,7 @@ fn start_shard(port: u16, core: Option<usize>) -> (ShardThread, Receiver<KlineMs
         format!("ws://127.0.0.1:{port}"),
     );
     config.core = core;
+    config.busy_poll = busy_poll;
     let outputs = ShardOutputs {
         klines: vec![KlineSink { tx, updates: true }],
         reports: reports_tx,
@@ -187,7 +192,8 @@ fn main() {
     let (pump_core, shard_core) = (cores.first().map(|c| c.id), cores.last().map(|c| c.id));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let (shard, updates) = start_shard(port, shard_core);
+    let busy_poll = std::env::args().any(|a| a == "--busy-poll");
+    let (shard, updates) = start_shard(port, shard_core, busy_poll);
     if let Some(id) = pump_core {
         core_affinity::set_for_current(core_affinity::CoreId { id });
     }
@@ -252,10 +258,14 @@ fn main() {
         if goal { "met" } else { "NOT met" }
     );
     frames::write_result(
-        "shard_latency",
+        if busy_poll {
+            "shard_latency_busy_poll"
+        } else {
+            "shard_latency"
+        },
         &serde_json::json!({
             "benchmark": "shard_latency", "symbols": SYMBOLS, "seconds_per_rate": seconds,
-            "pump_core": pump_core, "shard_core": shard_core, "results": results,
+            "pump_core": pump_core, "shard_core": shard_core, "busy_poll": busy_poll, "results": results,
             "goal_100k_met": goal, "machine": frames::machine(),
             "shard_busiest_iteration_us": counters.busiest_iteration_ns as f64 / 1e3,
             "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),

@@ -58,6 +58,8 @@ pub struct ShardConfig {
     pub heartbeat_interval: Duration,
     pub inbox_drain_max: usize,
     pub outbox_pause_depth: usize,
+    /// Never sleep in `poll` (lower latency, burns the whole core; for dedicated cores).
+    pub busy_poll: bool,
 }
 
 impl ShardConfig {
@@ -75,6 +77,7 @@ impl ShardConfig {
             heartbeat_interval: Duration::from_secs(1),
             inbox_drain_max: INBOX_DRAIN_MAX,
             outbox_pause_depth: OUTBOX_PAUSE_DEPTH,
+            busy_poll: false,
         }
     }
 

@@ -147,7 +147,10 @@ impl ShardLoop {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if self.inbox_more || self.io.has_readable() && !self.publisher.paused() {
+        if self.config.busy_poll
+            || self.inbox_more
+            || self.io.has_readable() && !self.publisher.paused()
+        {
             return Duration::ZERO;
         }
         let mut deadline = self.next_clock_tick.min(self.next_heartbeat);
