@@ -359,3 +359,36 @@ fn listing_and_delisting_lifecycle() {
     assert_eq!(info.status, SymbolStatus::Close);
     assert!(sim.delist_symbol("NOPEUSDT").is_err());
 }
+
+#[test]
+fn periodic_listings_delistings_and_disconnects() {
+    let ms = Duration::from_millis;
+    let c = cfg()
+        .with_list_every(Some(ms(300)))
+        .with_delist_every(Some(ms(400)))
+        .with_disconnect_every(Some(ms(700)))
+        .with_listing_delay(ms(100))
+        .with_settle_delay(ms(100));
+    let sim = start(c);
+    let mut ws = connect(&format!("{}/market/ws/btcusdt@aggTrade", sim.ws_url()));
+    let t = Instant::now();
+    let dropped = loop {
+        match next(&mut ws, Duration::from_secs(1)) {
+            Next::Closed(_) => break true,
+            _ if t.elapsed() > Duration::from_secs(3) => break false,
+            _ => {}
+        }
+    };
+    assert!(dropped, "--disconnect-every drops WebSocket clients");
+    std::thread::sleep(ms(600).saturating_sub(t.elapsed()));
+    let syms = sim.symbols();
+    assert!(syms.len() >= 8, "listings added: {}", syms.len());
+    assert!(
+        syms[6..].iter().any(|s| s.status == SymbolStatus::Trading),
+        "a listing went live"
+    );
+    assert!(
+        syms.iter().any(|s| s.status == SymbolStatus::Close),
+        "a delisting completed"
+    );
+}
