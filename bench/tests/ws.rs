@@ -395,7 +395,7 @@ fn faults_skip_duplicate_malformed_drop_stall() {
     }
     assert!(saw_broken);
     let id = sim.connections()[0].id;
-    assert!(sim.stall_connection(id, Duration::from_millis(800)));
+    assert!(sim.stall_connection(id, Duration::from_millis(1500)));
     std::thread::sleep(Duration::from_millis(50));
     while let Next::Text(_) = next(&mut ws, Duration::from_millis(100)) {}
     assert!(
