@@ -159,6 +159,25 @@ fn klines_errors() {
         assert_eq!(g.body["code"], code, "{q}: {}", g.body);
         assert!(g.body["msg"].is_string());
     }
+    for q in [
+        "startTime=9223372036854775807",
+        "endTime=-9223372036854775808",
+        "startTime=-9223372036854775808&endTime=9223372036854775807",
+    ] {
+        for iv in ["1m", "1w", "1M"] {
+            let g = get(
+                &a,
+                &sim,
+                &format!("/fapi/v1/klines?symbol=BTCUSDT&interval={iv}&{q}"),
+            );
+            assert_eq!(
+                g.status, 200,
+                "{iv} {q}: extreme times are answered, not a crash"
+            );
+        }
+        let g = get(&a, &sim, &format!("/fapi/v1/aggTrades?symbol=BTCUSDT&{q}"));
+        assert!(g.status == 200 || g.body["code"] == -1127, "{q}");
+    }
     let g = get(&a, &sim, "/fapi/v1/klines?interval=1m");
     assert_eq!(
         g.body["msg"],

@@ -35,6 +35,9 @@ impl ReplayCursor {
     /// Append to the market every trade due by `now_ms`; returns them for publication.
     pub fn due(&mut self, market: &mut Market, now_ms: i64) -> Vec<(usize, StoredTrade)> {
         let mut out = Vec::new();
+        if market.books[self.idx].status != SymbolStatus::Trading {
+            return out; // delisted: the replay stops
+        }
         while let Some(t) = self.trades.get(self.pos) {
             let at = self.shifted(t.time_ms);
             if at > now_ms {

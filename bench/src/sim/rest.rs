@@ -208,7 +208,7 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
     let from_id = optional::<u64>(req, "fromId")?;
     let (start, end) = time_range(req)?;
     if let (Some(s), Some(e)) = (start, end)
-        && e - s > AGG_TRADES_MAX_SPAN_MS
+        && e.saturating_sub(s) > AGG_TRADES_MAX_SPAN_MS
     {
         return Err(Response::error(
             400,
