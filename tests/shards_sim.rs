@@ -96,13 +96,61 @@ fn an_empty_shard_heartbeats_and_stays_healthy() {
     assert_eq!(later.counters.reconnects, 0);
     assert!(later.counters.loop_iterations >= 5);
     assert_eq!(later.pin_failed, later.counters.pin_failed == 1);
-    assert_eq!(
-        std::thread::current().name().map(str::len).is_some(),
-        true,
-        "test thread"
-    );
     shard.handle.try_send(ShardCmd::Shutdown).expect("inbox");
     let name = shard.join.thread().name().map(str::to_owned);
     assert_eq!(name.as_deref(), Some("shard-03"));
     shard.join.join().expect("clean exit");
+}
+
+#[test]
+fn subscriptions_are_coalesced_paced_and_spread_over_connections() {
+    let symbols = 250;
+    let sim_config = SimConfig::default()
+        .with_symbols(symbols)
+        .with_trade_rate(200)
+        .with_seed(5);
+    let mut h = Harness::start(sim_config, 1, &[Interval::M1], |config| {
+        config.io.streams_per_connection = 200;
+        config.io.control_messages_per_sec = 5;
+    });
+    h.activate_all(symbols);
+    h.wait_for("all streams subscribed", |h| {
+        h.shards[0].handle.health().counters.subscriptions_active == symbols as u64
+    });
+    let mut per_connection: Vec<usize> = h
+        .sim
+        .connections()
+        .iter()
+        .map(|c| c.streams.len())
+        .collect();
+    per_connection.sort_unstable();
+    assert_eq!(per_connection, [50, 200], "streams per connection");
+    let log = h.sim.subscription_log();
+    let subscribes: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == SubKind::Subscribe)
+        .collect();
+    assert!(subscribes.iter().all(|e| e.accepted));
+    // Coalesced: far fewer messages than streams.
+    assert!(
+        subscribes.len() * 5 <= symbols,
+        "{} messages",
+        subscribes.len()
+    );
+    // Paced: at most 5 control messages in any second on one connection.
+    for event in &subscribes {
+        let burst = subscribes
+            .iter()
+            .filter(|other| other.conn_id == event.conn_id)
+            .filter(|other| {
+                other.at >= event.at && other.at.duration_since(event.at) < Duration::from_secs(1)
+            })
+            .count();
+        assert!(
+            burst <= 5,
+            "{burst} messages within a second on connection {}",
+            event.conn_id
+        );
+    }
+    h.stop();
 }

@@ -159,6 +159,25 @@ fn klines_errors() {
         assert_eq!(g.body["code"], code, "{q}: {}", g.body);
         assert!(g.body["msg"].is_string());
     }
+    for q in [
+        "startTime=9223372036854775807",
+        "endTime=-9223372036854775808",
+        "startTime=-9223372036854775808&endTime=9223372036854775807",
+    ] {
+        for iv in ["1m", "1w", "1M"] {
+            let g = get(
+                &a,
+                &sim,
+                &format!("/fapi/v1/klines?symbol=BTCUSDT&interval={iv}&{q}"),
+            );
+            assert_eq!(
+                g.status, 200,
+                "{iv} {q}: extreme times are answered, not a crash"
+            );
+        }
+        let g = get(&a, &sim, &format!("/fapi/v1/aggTrades?symbol=BTCUSDT&{q}"));
+        assert!(g.status == 200 || g.body["code"] == -1127, "{q}");
+    }
     let g = get(&a, &sim, "/fapi/v1/klines?interval=1m");
     assert_eq!(
         g.body["msg"],
@@ -358,4 +377,37 @@ fn listing_and_delisting_lifecycle() {
         .unwrap();
     assert_eq!(info.status, SymbolStatus::Close);
     assert!(sim.delist_symbol("NOPEUSDT").is_err());
+}
+
+#[test]
+fn periodic_listings_delistings_and_disconnects() {
+    let ms = Duration::from_millis;
+    let c = cfg()
+        .with_list_every(Some(ms(300)))
+        .with_delist_every(Some(ms(400)))
+        .with_disconnect_every(Some(ms(700)))
+        .with_listing_delay(ms(100))
+        .with_settle_delay(ms(100));
+    let sim = start(c);
+    let mut ws = connect(&format!("{}/market/ws/btcusdt@aggTrade", sim.ws_url()));
+    let t = Instant::now();
+    let dropped = loop {
+        match next(&mut ws, Duration::from_secs(1)) {
+            Next::Closed(_) => break true,
+            _ if t.elapsed() > Duration::from_secs(3) => break false,
+            _ => {}
+        }
+    };
+    assert!(dropped, "--disconnect-every drops WebSocket clients");
+    std::thread::sleep(ms(600).saturating_sub(t.elapsed()));
+    let syms = sim.symbols();
+    assert!(syms.len() >= 8, "listings added: {}", syms.len());
+    assert!(
+        syms[6..].iter().any(|s| s.status == SymbolStatus::Trading),
+        "a listing went live"
+    );
+    assert!(
+        syms.iter().any(|s| s.status == SymbolStatus::Close),
+        "a delisting completed"
+    );
 }

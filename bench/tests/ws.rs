@@ -395,7 +395,7 @@ fn faults_skip_duplicate_malformed_drop_stall() {
     }
     assert!(saw_broken);
     let id = sim.connections()[0].id;
-    assert!(sim.stall_connection(id, Duration::from_millis(800)));
+    assert!(sim.stall_connection(id, Duration::from_millis(1500)));
     std::thread::sleep(Duration::from_millis(50));
     while let Next::Text(_) = next(&mut ws, Duration::from_millis(100)) {}
     assert!(
@@ -474,4 +474,36 @@ fn tls_wss_and_https() {
         .read_to_string()
         .unwrap();
     assert!(body.starts_with(r#"{"serverTime":"#));
+}
+
+#[test]
+fn firehose_feeds_contiguous_frames() {
+    use klagg_bench::sim::FirehoseConfig;
+    let fh = FirehoseConfig {
+        trades_per_connection: 20_000,
+        rate_per_second: 0,
+    };
+    let sim = start(cfg().with_firehose(Some(fh)));
+    let mut ws = connect(&format!(
+        "{}/market/stream?streams=btcusdt@aggTrade/ethusdt@aggTrade",
+        sim.ws_url()
+    ));
+    let mut last = std::collections::HashMap::new();
+    let mut n = 0;
+    while n < 20_000 {
+        let v = next_json(&mut ws, 2 * SEC).expect("firehose frame");
+        let (s, a) = (
+            v["data"]["s"].as_str().unwrap().to_string(),
+            v["data"]["a"].as_u64().unwrap(),
+        );
+        if let Some(prev) = last.insert(s, a) {
+            assert_eq!(a, prev + 1);
+        }
+        n += 1;
+    }
+    assert_eq!(last.len(), 2);
+    assert!(
+        matches!(next(&mut ws, Duration::from_millis(300)), Next::Timeout),
+        "budget spent"
+    );
 }

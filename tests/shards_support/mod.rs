@@ -168,7 +168,16 @@ impl Harness {
     fn package(&self, spec: &SymbolSpec) -> (InitialSymbolData, HashMap<Interval, i64>) {
         for _ in 0..50 {
             let trades = self.sim.trades(&spec.name);
-            let last = trades.last().expect("the symbol has history");
+            let Some(last) = trades.last() else {
+                // No trade yet: start at the first live trade; nothing to compare before it.
+                let initial = InitialSymbolData {
+                    klines: vec![None; self.intervals.len()],
+                    taken_at_ms: 0,
+                    last_agg_id: None,
+                };
+                let never = self.intervals.iter().map(|&i| (i, i64::MAX)).collect();
+                return (initial, never);
+            };
             let mut klines = Vec::new();
             let mut valid_from = HashMap::new();
             let mut consistent = true;

@@ -127,7 +127,7 @@ fn main() -> std::process::ExitCode {
     let secs = elapsed.as_secs_f64().max(1e-9);
     let rate = args.frames as f64 / secs;
     println!(
-        "sim_throughput: {} aggTrade frames ({}, {} symbols) in {:.3} s = {:.2} M frames/s, {:.1} MB/s, avg {:.0} B/frame (server wrote {})",
+        "sim_throughput: {} aggTrade frames ({}, {} symbols) in {:.3} s = {:.2} M frames/s, {:.1} MB/s, avg {:.0} B/frame (server counter at finish: {})",
         args.frames,
         if args.combined { "combined" } else { "raw" },
         args.symbols,

@@ -18,6 +18,12 @@ const STATUS_EVERY: Duration = Duration::from_secs(30);
 ///
 /// Durations accept `250ms`, `30s`, `5m`, `2h`, `1d` (a bare number means seconds).
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = concat!(
+    "Durations accept 250ms, 30s, 5m, 2h, 1d (a bare number means seconds).\n",
+    "REST: /fapi/v1/{ping,time,exchangeInfo,klines,aggTrades,ticker/24hr}; WebSocket: /market/ws, ",
+    "/market/ws/<stream>/..., /market/stream?streams=a/b (legacy /ws and /stream ack but stay silent).\n",
+    "Example: klagg sim --listen 127.0.0.1:9090 --symbols 50 --trade-rate 500 --disconnect-every 10m"
+))]
 pub struct SimArgs {
     /// Address to listen on (REST and WebSocket share it); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:9090")]

@@ -98,7 +98,7 @@ impl Generator {
             self.produce(now);
             self.lifecycle(now);
             if now >= self.next_kline_ms {
-                self.klines.publish(&self.shared, now);
+                self.klines.publish(&self.shared, now, self.next_tick_ms);
                 self.next_kline_ms = now + self.shared.cfg.kline_update_interval.as_millis() as i64;
             }
             if now >= self.next_ticker_ms {

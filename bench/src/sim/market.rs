@@ -320,11 +320,18 @@ impl Market {
         let mut lo = iv.open_of(first.max(b.horizon_ms));
         let mut hi = iv.open_of(end_of_life);
         if let Some(s) = start {
+            if s > end_of_life {
+                return Vec::new();
+            }
+            let s = s.max(0);
             let open = iv.open_of(s);
             lo = lo.max(if open == s { s } else { iv.next_open(open) });
         }
         if let Some(e) = end {
-            hi = hi.min(iv.open_of(e));
+            if e < 0 {
+                return Vec::new();
+            }
+            hi = hi.min(iv.open_of(e.min(end_of_life)));
         }
         if lo > hi || limit == 0 {
             return Vec::new();

@@ -40,7 +40,30 @@
 //!   streams". All incoming frames (text, ping, pong) count toward the per-second limit.
 //! * `skip_agg_ids` withholds the next n trades from the stream only (REST has them — what a
 //!   missed message looks like); `duplicate_agg_ids` sends the next n trades twice.
-//! * Retention: see `market.rs` — `trade_retention` trades per symbol, then 1m summaries.
+//! * Retention (memory stays bounded on long runs): `trade_retention` trades per symbol are
+//!   kept (plus the rest of the oldest kept minute); older whole minutes survive as integer 1m
+//!   summaries, `archive_minutes` of them per symbol. Minute-multiple klines stay exact over the
+//!   archive; `1s` klines, `aggTrades` REST and [`SimHandle::trades`] only cover kept trades.
+//!   `ticker/24hr` and `!miniTicker@arr` use the 1m summaries (one-minute granularity).
+//!
+//! # Determinism
+//!
+//! The generator advances in virtual 10 ms ticks from `start − history`; a seed fixes every
+//! trade (symbol, price, quantity, ids, side, offset in its tick) relative to the start time.
+//! Faults triggered by wall-clock events (handle calls, `*_every`) add their own timing.
+//!
+//! # TLS
+//!
+//! With `tls: true` a throw-away CA and a `localhost`/`127.0.0.1` leaf are generated at start;
+//! `rest_url()`/`ws_url()` become `https://localhost:PORT` / `wss://localhost:PORT`, and
+//! [`SimHandle::tls`] gives the CA as PEM/DER plus a ready rustls `ClientConfig`.
+//!
+//! # Benchmark firehose
+//!
+//! With `firehose: Some(..)` every `/market` connection's `<symbol>@aggTrade` subscriptions are
+//! fed generated frames as fast as possible (or at `rate_per_second`), written in ~200 KB
+//! batches; ids are contiguous per symbol and connection, and nothing is stored. The synthetic
+//! market then produces history only. `bench/src/bin/sim_throughput.rs` measures it.
 
 mod config;
 mod exinfo;

@@ -38,8 +38,10 @@ pub fn parse_kline_stream(s: &str) -> Option<(String, Interval)> {
 }
 
 impl KlinePublisher {
-    /// Push due finals and changed current klines of every subscribed kline stream.
-    pub fn publish(&mut self, shared: &Shared, now_ms: i64) {
+    /// Push due finals and changed current klines of every subscribed kline stream. Finals
+    /// wait until the generator has produced every trade up to the kline's close
+    /// (`produced_until_ms`), even if it fell behind the clock.
+    pub fn publish(&mut self, shared: &Shared, now_ms: i64, produced_until_ms: i64) {
         let active = shared.hub.active_streams(|s| s.contains("@kline_"));
         self.streams.retain(|k, _| active.contains(k));
         let delay = shared.cfg.kline_final_delay.as_millis() as i64;
@@ -62,7 +64,12 @@ impl KlinePublisher {
                         pending_finals: VecDeque::new(),
                     });
                 let stream: Arc<str> = Arc::from(name.as_str());
-                for payload in step(st, &market, idx, iv, now_ms, delay) {
+                let clock = Clock {
+                    now: now_ms,
+                    produced_until: produced_until_ms,
+                    delay,
+                };
+                for payload in step(st, &market, idx, iv, clock) {
                     frames.push((stream.clone(), payload));
                 }
             }
@@ -73,14 +80,25 @@ impl KlinePublisher {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    now: i64,
+    produced_until: i64,
+    delay: i64,
+}
+
 fn step(
     st: &mut KlineStreamState,
     market: &Market,
     idx: usize,
     iv: Interval,
-    now: i64,
-    delay: i64,
+    clock: Clock,
 ) -> Vec<String> {
+    let Clock {
+        now,
+        produced_until,
+        delay,
+    } = clock;
     let mut out = Vec::new();
     let b = &market.books[idx];
     let open = iv.open_of(now);
@@ -92,7 +110,7 @@ fn step(
         (st.current_open, st.last_sent_id) = (open, -2);
     }
     while let Some(&f) = st.pending_finals.front() {
-        if now < iv.close_of(f) + delay {
+        if now < iv.close_of(f) + delay || produced_until <= iv.close_of(f) {
             break;
         }
         st.pending_finals.pop_front();

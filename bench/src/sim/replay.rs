@@ -35,6 +35,9 @@ impl ReplayCursor {
     /// Append to the market every trade due by `now_ms`; returns them for publication.
     pub fn due(&mut self, market: &mut Market, now_ms: i64) -> Vec<(usize, StoredTrade)> {
         let mut out = Vec::new();
+        if market.books[self.idx].status != SymbolStatus::Trading {
+            return out; // delisted: the replay stops
+        }
         while let Some(t) = self.trades.get(self.pos) {
             let at = self.shifted(t.time_ms);
             if at > now_ms {
@@ -60,50 +63,46 @@ pub fn load(
     let mut cursors = Vec::new();
     for src in sources {
         if !seen.insert(src.symbol.clone()) {
-            return Err(SimError::Config(format!(
-                "symbol {} replayed twice",
-                src.symbol
-            )));
+            let msg = format!("symbol {} replayed twice", src.symbol);
+            return Err(SimError::Config(msg));
         }
-        let rows = read_agg_trades(&src.path)?;
-        let Some(first) = rows.first() else {
-            return Err(SimError::Config(format!(
-                "{}: no trades",
-                src.path.display()
-            )));
-        };
-        let price_dp = rows.iter().map(|r| decimals(&r.price)).max().unwrap_or(0);
-        let qty_dp = rows.iter().map(|r| decimals(&r.qty)).max().unwrap_or(0);
-        let trades = rows
-            .iter()
-            .map(|r| to_stored(r, price_dp, qty_dp))
-            .collect::<Option<Vec<_>>>();
-        let trades = trades.ok_or_else(|| {
-            SimError::Config(format!("{}: number out of range", src.path.display()))
-        })?;
-        let start_price = trades[0].price;
-        let spec = named_spec(&src.symbol, price_dp, qty_dp, start_price);
-        let idx = market.add(
-            spec,
-            SymbolStatus::Trading,
-            first.time_ms,
-            TradeSource::Replay,
-        );
-        let shift = if speed == 1.0 {
-            (now_ms - first.time_ms).div_euclid(MINUTE_MS) * MINUTE_MS
-        } else {
-            now_ms - first.time_ms
-        };
-        cursors.push(ReplayCursor {
-            idx,
-            trades,
-            pos: 0,
-            first_ms: first.time_ms,
-            base_ms: first.time_ms + shift,
-            speed,
-        });
+        cursors.push(load_one(src, market, now_ms, speed)?);
     }
     Ok(cursors)
+}
+
+fn load_one(
+    src: &ReplaySource,
+    market: &mut Market,
+    now_ms: i64,
+    speed: f64,
+) -> Result<ReplayCursor, SimError> {
+    let bad = |what: &str| SimError::Config(format!("{}: {what}", src.path.display()));
+    let rows = read_agg_trades(&src.path)?;
+    let first_ms = rows.first().ok_or_else(|| bad("no trades"))?.time_ms;
+    let price_dp = rows.iter().map(|r| decimals(&r.price)).max().unwrap_or(0);
+    let qty_dp = rows.iter().map(|r| decimals(&r.qty)).max().unwrap_or(0);
+    let trades: Vec<StoredTrade> = rows
+        .iter()
+        .map(|r| to_stored(r, price_dp, qty_dp))
+        .collect::<Option<_>>()
+        .ok_or_else(|| bad("number out of range"))?;
+    let spec = named_spec(&src.symbol, price_dp, qty_dp, trades[0].price);
+    let idx = market.add(spec, SymbolStatus::Trading, first_ms, TradeSource::Replay);
+    // A whole-minute shift keeps replayed klines aligned with the recorded ones.
+    let shift = if speed == 1.0 {
+        (now_ms - first_ms).div_euclid(MINUTE_MS) * MINUTE_MS
+    } else {
+        now_ms - first_ms
+    };
+    Ok(ReplayCursor {
+        idx,
+        trades,
+        pos: 0,
+        first_ms,
+        base_ms: first_ms + shift,
+        speed,
+    })
 }
 
 fn decimals(s: &str) -> u32 {

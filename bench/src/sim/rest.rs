@@ -29,30 +29,18 @@ pub fn handle(shared: &Shared, req: &Request, ip: IpAddr) -> Response {
         Verdict::Allow { used } => {
             c.weight_used
                 .fetch_add(u64::from(weight), Ordering::Relaxed);
-            let resp = if shared.faults.take_rest_error() {
-                c.rest_5xx.fetch_add(1, Ordering::Relaxed);
-                Response::error(
-                    503,
-                    -1001,
-                    "Internal error; unable to process your request. Please try again.",
-                )
-            } else {
-                dispatch(shared, req, now)
-            };
-            (resp, used)
+            (serve(shared, req, now), used)
         }
         Verdict::TooMany {
             used,
             retry_after_s,
         } => {
             c.rest_429.fetch_add(1, Ordering::Relaxed);
+            let limit = shared.cfg.weight_limit;
             let msg = format!(
-                "Too many requests; current limit is {} requests per minute. Please use the websocket for live updates to avoid polling the API.",
-                shared.cfg.weight_limit
+                "Too many requests; current limit is {limit} requests per minute. Please use the websocket for live updates to avoid polling the API."
             );
-            let mut r = Response::error(429, -1003, &msg);
-            r.headers.push(("Retry-After", retry_after_s.to_string()));
-            (r, used)
+            (retry_later(429, &msg, retry_after_s), used)
         }
         Verdict::Banned {
             used,
@@ -63,14 +51,28 @@ pub fn handle(shared: &Shared, req: &Request, ip: IpAddr) -> Response {
             let msg = format!(
                 "Way too many requests; IP({ip}) banned until {until_ms}. Please use the websocket for live updates to avoid bans."
             );
-            let mut r = Response::error(418, -1003, &msg);
-            r.headers.push(("Retry-After", retry_after_s.to_string()));
-            (r, used)
+            (retry_later(418, &msg, retry_after_s), used)
         }
     };
     resp.headers
         .push(("X-MBX-USED-WEIGHT-1M", used.to_string()));
     resp
+}
+
+/// An allowed request: an injected 5xx or the real answer.
+fn serve(shared: &Shared, req: &Request, now: i64) -> Response {
+    if shared.faults.take_rest_error() {
+        shared.hub.counters.rest_5xx.fetch_add(1, Ordering::Relaxed);
+        let msg = "Internal error; unable to process your request. Please try again.";
+        return Response::error(503, -1001, msg);
+    }
+    dispatch(shared, req, now)
+}
+
+fn retry_later(status: u16, msg: &str, retry_after_s: u64) -> Response {
+    let mut r = Response::error(status, -1003, msg);
+    r.headers.push(("Retry-After", retry_after_s.to_string()));
+    r
 }
 
 /// Request weight as Binance counts it.
@@ -206,7 +208,7 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
     let from_id = optional::<u64>(req, "fromId")?;
     let (start, end) = time_range(req)?;
     if let (Some(s), Some(e)) = (start, end)
-        && e - s > AGG_TRADES_MAX_SPAN_MS
+        && e.saturating_sub(s) > AGG_TRADES_MAX_SPAN_MS
     {
         return Err(Response::error(
             400,

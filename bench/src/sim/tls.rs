@@ -41,18 +41,11 @@ impl TlsMaterial {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        Arc::new(config.unwrap_or_else(|_| unreachable_default_versions()))
+            .expect("the ring provider supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
     }
-}
-
-fn unreachable_default_versions() -> rustls::ClientConfig {
-    // ring supports the default protocol versions; this path is never taken.
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 with ring")
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
 }
 
 /// Generate the CA and leaf and build the server configuration.

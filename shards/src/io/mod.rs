@@ -120,6 +120,8 @@ pub struct Io {
     jitter_state: u64,
     control_interval: Duration,
     stats: IoStats,
+    /// A connection changed state since the last [`Io::take_changed`] (gauges are stale).
+    changed: bool,
 }
 
 impl Io {
@@ -136,12 +138,18 @@ impl Io {
             jitter_state: seed | 1,
             control_interval: Duration::from_secs(1) / rate,
             stats: IoStats::default(),
+            changed: false,
             config,
         }
     }
 
     pub fn stats(&self) -> IoStats {
         self.stats
+    }
+
+    /// True once after any connection changed state (opened, lost, closed, acks).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// Carry `symbol`'s `<name>@aggTrade` stream: on its connection if it has one, else on the
@@ -216,6 +224,7 @@ impl Io {
 
     /// The connector finished an attempt.
     pub fn on_connect_result(&mut self, result: ConnectResult, registry: &Registry, now: Instant) {
+        self.changed = true;
         match result {
             ConnectResult::Connected {
                 slot,
@@ -290,6 +299,7 @@ impl Io {
     /// A connection broke: reconnect it (its streams are subscribed again once open), or drop
     /// it when it was retiring (its streams live on its replacement).
     pub fn lose(&mut self, slot: usize, registry: &Registry, now: Instant) {
+        self.changed = true;
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
@@ -341,6 +351,7 @@ impl Io {
                 }
             }
         }
+        self.changed |= total.acks > 0 || total.control_errors > 0;
         self.stats.control_errors += total.control_errors;
         self.stats.subscriptions_given_up += total.given_up;
         total

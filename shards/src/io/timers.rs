@@ -53,6 +53,7 @@ impl Io {
             return;
         }
         self.next_generation += 1;
+        self.changed = true;
         if let Some(conn) = self.conns[slot].as_mut() {
             conn.generation = generation;
             conn.state = ConnState::Connecting { since: now };
@@ -165,6 +166,7 @@ impl Io {
 
     /// Close a connection for good (a polite close frame, best effort) and free its slot.
     pub fn close(&mut self, slot: usize, registry: &Registry) {
+        self.changed = true;
         let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };

@@ -1,7 +1,8 @@
 //! A shard thread (`shard-NN`, one per core): pinned first, then it builds its own state
 //! (mio `Poll` + `Waker`, Worker, I/O, buffers) and runs its event loop. It owns its Worker
 //! (the kline state of its symbols), its WebSocket connections and its outboxes; its inbox is
-//! one bounded FIFO of [`ShardCmd`] paired with the poll's waker ([`ShardHandle`]).
+//! one bounded FIFO of [`crate::protocol::ShardCmd`] paired with the poll's waker
+//! ([`crate::protocol::ShardHandle`]).
 //!
 //! Nothing in the loop blocks: no REST, no sleeps, no DB writes; connects and handshakes run on
 //! the connector thread. Work per iteration is bounded (inbox drain, frames per connection,
@@ -57,6 +58,8 @@ pub struct ShardConfig {
     pub heartbeat_interval: Duration,
     pub inbox_drain_max: usize,
     pub outbox_pause_depth: usize,
+    /// Never sleep in `poll` (lower latency, burns the whole core; for dedicated cores).
+    pub busy_poll: bool,
 }
 
 impl ShardConfig {
@@ -74,6 +77,7 @@ impl ShardConfig {
             heartbeat_interval: Duration::from_secs(1),
             inbox_drain_max: INBOX_DRAIN_MAX,
             outbox_pause_depth: OUTBOX_PAUSE_DEPTH,
+            busy_poll: false,
         }
     }
 

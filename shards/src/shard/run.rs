@@ -147,7 +147,10 @@ impl ShardLoop {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if self.inbox_more || self.io.has_readable() && !self.publisher.paused() {
+        if self.config.busy_poll
+            || self.inbox_more
+            || self.io.has_readable() && !self.publisher.paused()
+        {
             return Duration::ZERO;
         }
         let mut deadline = self.next_clock_tick.min(self.next_heartbeat);
@@ -178,6 +181,7 @@ impl ShardLoop {
             self.next_clock_tick = now + self.config.clock_tick;
         }
         self.io.tick(now, self.poll.registry());
+        self.gauges_dirty |= self.io.take_changed();
         self.worker.take_events(&mut self.events);
         self.publisher.publish(&mut self.events, &mut self.worker);
         self.publisher.flush();

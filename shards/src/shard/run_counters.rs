@@ -18,7 +18,7 @@ pub fn publish(shard: &ShardLoop) {
     let out = publisher.stats();
     set(&c.trades_applied, book.trades_applied);
     set(&c.duplicates, book.duplicates + work.initial_duplicates);
-    set(&c.gaps, book.gaps);
+    set(&c.gaps, book.gaps + work.initial_gaps);
     set(&c.late_trades, book.late_amended);
     set(&c.late_dropped, book.late_dropped);
     set(&c.frames, totals.frames);

@@ -81,6 +81,8 @@ pub struct WorkerStats {
     pub unknown_symbol: u64,
     /// Live trades already contained in an initial package (id ≤ its `last_agg_id`).
     pub initial_duplicates: u64,
+    /// Jumps between an initial package's `last_agg_id` and the first live trade.
+    pub initial_gaps: u64,
     pub replayed: u64,
     pub acks_failed: u64,
     pub activations_ok: u64,
@@ -276,6 +278,7 @@ impl Worker {
             }
             self.first_expected[index] = -1;
             if trade.agg_id != expected + 1 {
+                self.stats.initial_gaps += 1;
                 self.push_event(BookEvent::Gap {
                     slot,
                     expected_agg_id: expected + 1,
