@@ -167,33 +167,21 @@ pub fn start_app(
     let _ = ctx.shards.set(shards.clone());
     let (activation_tx, dispatcher) = start_dispatcher(&config, &shards, &boards, log)?;
     threads.push(dispatcher);
-    let manager_config = SymbolManagerConfig {
-        ws_url: config.ws_url.clone(),
-        intervals: config.intervals.clone(),
-        rest_has_1s: config.rest_has_1s,
-        filter: config.symbols.clone(),
-        backfill_concurrency: config.backfill_concurrency,
-        refresh_ms: config.exchange_info_refresh_ms,
-        control_core: config.control_core,
-        detector: true,
-        listeners: extensions.symbol_listeners,
-    };
-    let manager = symbol_manager::spawn(
-        manager_config,
-        rest.clone(),
-        boards.registry.clone(),
+    let (manager_threads, queue) = start_symbol_manager(
+        &config,
+        &rest,
         activation_tx,
         report_rx,
-        boards.status.clone(),
+        extensions.symbol_listeners,
+        &boards,
         log,
-        &boards.shutdown,
     )?;
-    threads.extend(named("symbol-manager", manager.threads));
+    threads.extend(manager_threads);
     let mut reporters: Vec<Arc<dyn HealthReporter>> = vec![
         Arc::new(SymbolManagerHealth {
             status: boards.status.clone(),
             rest: rest.clone(),
-            queue: manager.queue,
+            queue,
             detector: true,
         }),
         Arc::new(DispatcherHealth {
@@ -219,6 +207,39 @@ pub fn start_app(
         threads,
         sim,
     })
+}
+
+fn start_symbol_manager(
+    config: &Config,
+    rest: &RestClient,
+    activation_tx: crossbeam_channel::Sender<crate::activation_dispatcher::DispatcherCmd>,
+    report_rx: Receiver<klagg_shards::protocol::ShardReport>,
+    listeners: Vec<crossbeam_channel::Sender<klagg_shards::protocol::SymbolSpec>>,
+    boards: &Boards,
+    log: &Logger,
+) -> Result<(Vec<Named>, Arc<crate::symbol_manager::backfiller::JobQueue>), AppError> {
+    let manager_config = SymbolManagerConfig {
+        ws_url: config.ws_url.clone(),
+        intervals: config.intervals.clone(),
+        rest_has_1s: config.rest_has_1s,
+        filter: config.symbols.clone(),
+        backfill_concurrency: config.backfill_concurrency,
+        refresh_ms: config.exchange_info_refresh_ms,
+        control_core: config.control_core,
+        detector: true,
+        listeners,
+    };
+    let manager = symbol_manager::spawn(
+        manager_config,
+        rest.clone(),
+        boards.registry.clone(),
+        activation_tx,
+        report_rx,
+        boards.status.clone(),
+        log,
+        &boards.shutdown,
+    )?;
+    Ok((named("symbol-manager", manager.threads), manager.queue))
 }
 
 type Named = (String, JoinHandle<()>);

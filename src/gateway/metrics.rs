@@ -2,6 +2,7 @@
 //! prometheus-client from the status board, the REST budget and every shard's counters.
 //! Activation states, trades, gaps, reconnects, REST weight, channel depths, per shard.
 
+use klagg_shards::protocol::ShardCountersSnapshot;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -46,129 +47,144 @@ pub fn render(ctx: &GatewayContext) -> String {
         };
         *per_state.entry(state).or_default() += 1;
     }
+    let rows = per_state
+        .into_iter()
+        .map(|(s, n)| (label("state", s), n))
+        .collect();
     family(
         &mut registry,
         "symbols",
         "Symbols per activation state",
-        per_state
-            .into_iter()
-            .map(|(s, n)| (label("state", s), n))
-            .collect(),
+        rows,
     );
-    gauge(
-        &mut registry,
-        "symbols_total",
-        "Symbols that should be active",
-        StatusBoard::get(&status.symbols_total),
-    );
-    gauge(
-        &mut registry,
-        "activation_retries",
-        "Activation attempts retried",
-        StatusBoard::get(&status.activation_retries),
-    );
-    gauge(
-        &mut registry,
-        "activation_stale_acks",
-        "Late or duplicate acks ignored",
-        StatusBoard::get(&status.stale_acks),
-    );
-    gauge(
-        &mut registry,
-        "activation_queue_depth",
-        "Commands waiting in activation_tx",
-        StatusBoard::get(&status.activation_queue_depth),
-    );
-    gauge(
-        &mut registry,
-        "dispatcher_backlog",
-        "Shard commands waiting in the dispatcher",
-        StatusBoard::get(&status.dispatcher_backlog),
-    );
-    gauge(
-        &mut registry,
-        "dispatcher_in_flight",
-        "Activations awaiting an ack",
-        StatusBoard::get(&status.dispatcher_in_flight),
-    );
-    gauge(
-        &mut registry,
-        "backfill_queue_depth",
-        "Symbols waiting for a backfill thread",
-        StatusBoard::get(&status.backfill_queue_depth),
-    );
-    gauge(
-        &mut registry,
-        "packages_built",
-        "Initial packages built",
-        StatusBoard::get(&status.packages_built),
-    );
-    gauge(
-        &mut registry,
-        "package_weight",
-        "REST weight spent on initial packages",
-        StatusBoard::get(&status.package_weight),
-    );
-    gauge(
-        &mut registry,
-        "resyncs",
-        "Resyncs queued",
-        StatusBoard::get(&status.resyncs),
-    );
-    gauge(
-        &mut registry,
-        "detector_frames",
-        "miniTicker frames read",
-        StatusBoard::get(&status.detector_frames),
-    );
-    gauge(
-        &mut registry,
-        "detector_reconnects",
-        "miniTicker reconnects",
-        StatusBoard::get(&status.detector_reconnects),
-    );
-    let rest = &ctx.rest_budget.counters;
-    gauge(
-        &mut registry,
-        "rest_weight_used",
-        "REST weight sent",
-        StatusBoard::get(&rest.weight_total),
-    );
-    gauge(
-        &mut registry,
-        "rest_requests",
-        "REST requests sent",
-        StatusBoard::get(&rest.requests),
-    );
-    gauge(
-        &mut registry,
-        "rest_weight_used_1m",
-        "Last X-MBX-USED-WEIGHT-1M",
-        StatusBoard::get(&rest.venue_used_weight),
-    );
-    gauge(
-        &mut registry,
-        "rest_rate_limited",
-        "HTTP 429 answers",
-        StatusBoard::get(&rest.rate_limited_429),
-    );
-    gauge(
-        &mut registry,
-        "rest_banned",
-        "HTTP 418 answers",
-        StatusBoard::get(&rest.banned_418),
-    );
-    gauge(
-        &mut registry,
-        "rest_throttled_waits",
-        "Waits for the weight budget",
-        StatusBoard::get(&rest.throttled_waits),
-    );
+    for (name, help, value) in control_gauges(ctx) {
+        gauge(&mut registry, name, help, value);
+    }
     shard_families(&mut registry, ctx);
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     text
 }
+
+/// (name, help, value) of the control plane's gauges.
+fn control_gauges(ctx: &GatewayContext) -> Vec<(&'static str, &'static str, u64)> {
+    let s = &ctx.status;
+    let r = &ctx.rest_budget.counters;
+    let get = StatusBoard::get;
+    vec![
+        (
+            "symbols_total",
+            "Symbols that should be active",
+            get(&s.symbols_total),
+        ),
+        (
+            "activation_retries",
+            "Activation attempts retried",
+            get(&s.activation_retries),
+        ),
+        (
+            "activation_stale_acks",
+            "Late or duplicate acks ignored",
+            get(&s.stale_acks),
+        ),
+        (
+            "activation_queue_depth",
+            "Commands waiting in activation_tx",
+            get(&s.activation_queue_depth),
+        ),
+        (
+            "dispatcher_backlog",
+            "Shard commands waiting in the dispatcher",
+            get(&s.dispatcher_backlog),
+        ),
+        (
+            "dispatcher_in_flight",
+            "Activations awaiting an ack",
+            get(&s.dispatcher_in_flight),
+        ),
+        (
+            "backfill_queue_depth",
+            "Symbols waiting for a backfill thread",
+            get(&s.backfill_queue_depth),
+        ),
+        (
+            "packages_built",
+            "Initial packages built",
+            get(&s.packages_built),
+        ),
+        (
+            "package_weight",
+            "REST weight spent on initial packages",
+            get(&s.package_weight),
+        ),
+        ("resyncs", "Resyncs queued", get(&s.resyncs)),
+        ("listings", "Listings admitted", get(&s.listings)),
+        ("delistings", "Symbols delisted", get(&s.delistings)),
+        (
+            "klines_received",
+            "Final klines received from the shards",
+            get(&s.klines_received),
+        ),
+        (
+            "detector_frames",
+            "miniTicker frames read",
+            get(&s.detector_frames),
+        ),
+        (
+            "detector_reconnects",
+            "miniTicker reconnects",
+            get(&s.detector_reconnects),
+        ),
+        ("rest_weight_used", "REST weight sent", get(&r.weight_total)),
+        ("rest_requests", "REST requests sent", get(&r.requests)),
+        (
+            "rest_weight_used_1m",
+            "Last X-MBX-USED-WEIGHT-1M",
+            get(&r.venue_used_weight),
+        ),
+        (
+            "rest_rate_limited",
+            "HTTP 429 answers",
+            get(&r.rate_limited_429),
+        ),
+        ("rest_banned", "HTTP 418 answers", get(&r.banned_418)),
+        (
+            "rest_throttled_waits",
+            "Waits for the weight budget",
+            get(&r.throttled_waits),
+        ),
+    ]
+}
+
+type Pick = fn(&ShardCountersSnapshot) -> u64;
+
+/// (name, help, counter) of the per-shard families.
+const SHARD_FAMILIES: [(&str, &str, Pick); 10] = [
+    ("shard_trades", "Trades applied", |c| c.trades_applied),
+    ("shard_frames", "Frames read", |c| c.frames),
+    ("shard_parse_errors", "Frames that did not parse", |c| {
+        c.parse_errors
+    }),
+    ("shard_gaps", "Aggregate-trade id gaps", |c| c.gaps),
+    ("shard_reconnects", "WebSocket reconnects", |c| c.reconnects),
+    ("shard_symbols_active", "Active symbols", |c| {
+        c.symbols_active
+    }),
+    ("shard_subscriptions_active", "Subscribed streams", |c| {
+        c.subscriptions_active
+    }),
+    (
+        "shard_outbox_depth",
+        "Kline messages waiting in the outbox",
+        |c| c.outbox_depth,
+    ),
+    ("shard_updates_dropped", "Open-kline updates dropped", |c| {
+        c.updates_dropped
+    }),
+    ("shard_resyncs_requested", "Resyncs requested", |c| {
+        c.resyncs_requested
+    }),
+];
 
 fn shard_families(registry: &mut Registry, ctx: &GatewayContext) {
     let shards: Vec<_> = ctx
@@ -176,67 +192,13 @@ fn shard_families(registry: &mut Registry, ctx: &GatewayContext) {
         .iter()
         .map(|h| (h.id.0, h.inbox_len() as u64, h.counters.snapshot()))
         .collect();
-    let rows = |pick: fn(&klagg_shards::protocol::ShardCountersSnapshot) -> u64| {
-        shards
+    for (name, help, pick) in SHARD_FAMILIES {
+        let rows = shards
             .iter()
             .map(|(id, _, c)| (label("shard", id), pick(c)))
-            .collect::<Vec<_>>()
-    };
-    family(
-        registry,
-        "shard_trades",
-        "Trades applied",
-        rows(|c| c.trades_applied),
-    );
-    family(registry, "shard_frames", "Frames read", rows(|c| c.frames));
-    family(
-        registry,
-        "shard_parse_errors",
-        "Frames that did not parse",
-        rows(|c| c.parse_errors),
-    );
-    family(
-        registry,
-        "shard_gaps",
-        "Aggregate-trade id gaps",
-        rows(|c| c.gaps),
-    );
-    family(
-        registry,
-        "shard_reconnects",
-        "WebSocket reconnects",
-        rows(|c| c.reconnects),
-    );
-    family(
-        registry,
-        "shard_symbols_active",
-        "Active symbols",
-        rows(|c| c.symbols_active),
-    );
-    family(
-        registry,
-        "shard_subscriptions_active",
-        "Subscribed streams",
-        rows(|c| c.subscriptions_active),
-    );
-    family(
-        registry,
-        "shard_outbox_depth",
-        "Kline messages waiting in the outbox",
-        rows(|c| c.outbox_depth),
-    );
-    family(
-        registry,
-        "shard_updates_dropped",
-        "Open-kline updates dropped",
-        rows(|c| c.updates_dropped),
-    );
-    family(
-        registry,
-        "shard_resyncs_requested",
-        "Resyncs requested",
-        rows(|c| c.resyncs_requested),
-    );
+            .collect();
+        family(registry, name, help, rows);
+    }
     let inbox = shards
         .iter()
         .map(|(id, depth, _)| (label("shard", id), *depth))

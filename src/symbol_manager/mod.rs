@@ -123,19 +123,15 @@ pub fn spawn(
         )?);
     }
     if config.detector {
-        let detector = Detector {
-            queue: queue.clone(),
-            ws_url: config.ws_url.clone(),
-            registry: registry.clone(),
+        let detector = new_detector(
+            &config,
+            &queue,
             builder,
-            activation_tx: activation_tx.clone(),
-            filter: config.filter.clone(),
-            log: log.new(o!("thread" => "new-symbol-detector")),
-            shutdown: shutdown.clone(),
-            candidates: Vec::new(),
-            recheck: HashMap::new(),
-            last_confirm_ms: 0,
-        };
+            &registry,
+            &activation_tx,
+            log,
+            shutdown,
+        );
         threads.push(spawn_control(
             "new-symbol-detector",
             config.control_core,
@@ -159,6 +155,30 @@ pub fn spawn(
         spawn_control("symbol-manager", core, move || manager.run())?,
     );
     Ok(SymbolManagerThreads { threads, queue })
+}
+
+fn new_detector(
+    config: &SymbolManagerConfig,
+    queue: &Arc<JobQueue>,
+    builder: PackageBuilder,
+    registry: &RegistryView,
+    activation_tx: &Sender<DispatcherCmd>,
+    log: &Logger,
+    shutdown: &Shutdown,
+) -> Detector {
+    Detector {
+        queue: queue.clone(),
+        ws_url: config.ws_url.clone(),
+        registry: registry.clone(),
+        builder,
+        activation_tx: activation_tx.clone(),
+        filter: config.filter.clone(),
+        log: log.new(o!("thread" => "new-symbol-detector")),
+        shutdown: shutdown.clone(),
+        candidates: Vec::new(),
+        recheck: HashMap::new(),
+        last_confirm_ms: 0,
+    }
 }
 
 impl Manager {
@@ -232,49 +252,9 @@ impl Manager {
     fn load_universe(&mut self) -> Result<(), RestError> {
         let info = self.fetch_exchange_info()?;
         let tickers = self.fetch_tickers();
-        let now = epoch_ms();
-        let mut trading = Vec::new();
-        let mut registry = self.registry.write();
-        for symbol in &info.symbols {
-            let allowed = self
-                .config
-                .filter
-                .only
-                .as_ref()
-                .is_none_or(|only| only.contains(&symbol.symbol));
-            let listing = symbol.listing(now);
-            let Ok(scales) = symbol.scales() else {
-                registry.exclude(&symbol.symbol);
-                continue;
-            };
-            match listing {
-                Listing::Trading if allowed => {
-                    let ticker = tickers.get(&symbol.symbol).copied().unwrap_or_default();
-                    trading.push((symbol.symbol.clone(), scales, ticker));
-                }
-                Listing::Pending if allowed => {
-                    let _ = registry.insert(
-                        &symbol.symbol,
-                        scales,
-                        Lifecycle::Pending,
-                        Ticker24h::default(),
-                    );
-                }
-                _ => registry.exclude(&symbol.symbol),
-            }
-        }
-        // Busiest first; the name breaks ties so the order is deterministic.
-        trading.sort_by(|a, b| {
-            b.2.quote_volume
-                .cmp(&a.2.quote_volume)
-                .then_with(|| a.0.cmp(&b.0))
-        });
-        if let Some(max) = self.config.filter.max {
-            for (name, _, _) in trading.drain(max.min(trading.len())..) {
-                registry.exclude(&name);
-            }
-        }
+        let trading = self.classify(&info, &tickers);
         let mut jobs = Vec::with_capacity(trading.len());
+        let mut registry = self.registry.write();
         for (name, scales, ticker) in &trading {
             match registry.insert(name, *scales, Lifecycle::Queued, *ticker) {
                 Ok(symbol) => jobs.push(Job {
@@ -302,9 +282,50 @@ impl Manager {
             .universe_loaded
             .store(true, std::sync::atomic::Ordering::Release);
         info!(self.log, "symbol universe loaded"; "symbols" => jobs.len(),
-            "pending" => self.registry.read().entries().iter().filter(|e| e.lifecycle == Lifecycle::Pending).count(),
             "weight_limit" => self.rest.budget.snapshot().limit_per_minute);
         Ok(())
+    }
+
+    /// Register PENDING_TRADING symbols and exclusions; return the trading symbols to serve,
+    /// busiest first (24 h quote volume; the name breaks ties), cut to `--max-symbols`.
+    fn classify(
+        &self,
+        info: &ExchangeInfo,
+        tickers: &HashMap<String, Ticker24h>,
+    ) -> Vec<(String, klagg_shards::kline::Scales, Ticker24h)> {
+        let now = epoch_ms();
+        let mut trading = Vec::new();
+        let mut registry = self.registry.write();
+        for symbol in &info.symbols {
+            let allowed = self.allowed(&symbol.symbol);
+            match (symbol.listing(now), symbol.scales()) {
+                (Listing::Trading, Ok(scales)) if allowed => {
+                    let ticker = tickers.get(&symbol.symbol).copied().unwrap_or_default();
+                    trading.push((symbol.symbol.clone(), scales, ticker));
+                }
+                (Listing::Pending, Ok(scales)) if allowed => {
+                    let pending = Lifecycle::Pending;
+                    let _ = registry.insert(&symbol.symbol, scales, pending, Ticker24h::default());
+                }
+                _ => registry.exclude(&symbol.symbol),
+            }
+        }
+        trading.sort_by(|a, b| {
+            b.2.quote_volume
+                .cmp(&a.2.quote_volume)
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        if let Some(max) = self.config.filter.max {
+            for (name, _, _) in trading.drain(max.min(trading.len())..) {
+                registry.exclude(&name);
+            }
+        }
+        trading
+    }
+
+    fn allowed(&self, name: &str) -> bool {
+        let only = self.config.filter.only.as_ref();
+        only.is_none_or(|only| only.iter().any(|n| n == name))
     }
 
     fn on_report(&mut self, report: ShardReport) {
