@@ -79,8 +79,10 @@ impl<C: Clock> Dispatcher<C> {
         }
         let wait = Duration::from_millis(u64::try_from((wake_ms - now).max(0)).unwrap_or(0));
         select! {
-            recv(self.activation_rx) -> cmd => if let Ok(cmd) = cmd {
-                self.core.handle_cmd(self.clock.now_ms(), cmd, &mut self.link);
+            recv(self.activation_rx) -> cmd => match cmd {
+                Ok(cmd) => self.core.handle_cmd(self.clock.now_ms(), cmd, &mut self.link),
+                // Every producer is gone (stopping): keep the pace without a busy loop.
+                Err(_) => { self.shutdown.sleep(wait); }
             },
             recv(self.ack_rx) -> ack => if let Ok(ack) = ack {
                 self.core.handle_ack(self.clock.now_ms(), ack, &mut self.link);
