@@ -11,10 +11,11 @@ use klagg::status::StatusBoard;
 use klagg::symbol_manager::rest::{RestClient, RestError};
 use tiny_http::{Header, Response, Server};
 
+/// One scripted answer: status, an extra header, body.
+type Answer = (u16, Option<(&'static str, &'static str)>, &'static str);
+
 /// Serve `script` (status, extra header, body) in order, one per request, then stop.
-fn scripted(
-    script: Vec<(u16, Option<(&'static str, &'static str)>, &'static str)>,
-) -> (String, std::thread::JoinHandle<Vec<String>>) {
+fn scripted(script: Vec<Answer>) -> (String, std::thread::JoinHandle<Vec<String>>) {
     let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
     let url = format!("http://{}", server.server_addr().to_ip().unwrap());
     let thread = std::thread::spawn(move || {
