@@ -125,6 +125,7 @@ impl<C: Clock> Watchdog<C> {
         let start = self.clock.now_ms();
         let (mut next_log, mut next_progress) = (start + WATCHDOG_LOG_MS, start + PROGRESS_LOG_MS);
         let mut last_trades = (start, self.trades());
+        let mut all_announced = false;
         // The thread's event loop: intentionally unbounded; one round per HEALTH_POLL_MS.
         while !self
             .shutdown
@@ -154,6 +155,7 @@ impl<C: Clock> Watchdog<C> {
                 next_progress = now + PROGRESS_LOG_MS;
                 last_trades = self.progress(now, last_trades);
             }
+            self.announce_all_active(&mut all_announced);
         }
     }
 
@@ -162,6 +164,19 @@ impl<C: Clock> Watchdog<C> {
             .iter()
             .map(|c| ShardCounters::get(&c.trades_applied))
             .sum()
+    }
+
+    /// Log the startup timeline once, when every symbol first is Active.
+    fn announce_all_active(&self, announced: &mut bool) {
+        if *announced {
+            return;
+        }
+        if let Some(all_ms) = self.status.all_active_ms() {
+            *announced = true;
+            info!(self.log, "all symbols active"; "symbols" => StatusBoard::get(&self.status.symbols_active),
+                "first_active_ms" => self.status.first_active_ms(), "all_active_ms" => all_ms,
+                "synchronous_baseline_ms" => self.status.last_package_ms());
+        }
     }
 
     /// Log "active/total, trades/s" while activating; returns the new trade sample.

@@ -34,6 +34,7 @@ fn start_sim(symbols: usize, trade_rate: u64) -> SimHandle {
 fn start_engine(
     sim: &SimHandle,
     intervals: &str,
+    refresh: &str,
 ) -> (RunningApp, Receiver<KlineMsg>, Receiver<SymbolSpec>) {
     let args = RunArgs {
         rest_url: Some(sim.rest_url()),
@@ -41,7 +42,7 @@ fn start_engine(
         listen: Some("127.0.0.1:0".into()),
         shards: Some(2),
         intervals: Some(intervals.into()),
-        exchange_info_refresh: Some("1s".into()),
+        exchange_info_refresh: Some(refresh.into()),
         ..RunArgs::default()
     };
     let mut config = args.resolve(2).expect("valid config");
@@ -91,7 +92,7 @@ fn stop(app: RunningApp, sim: SimHandle) {
 #[test]
 fn startup_of_300_symbols_serves_first_and_activates_all() {
     let sim = start_sim(300, 300);
-    let (app, _klines, specs) = start_engine(&sim, "1m,5m,30m,1h,4h,1d,1w");
+    let (app, _klines, specs) = start_engine(&sim, "1m,5m,30m,1h,4h,1d,1w", "60s");
     let status = app.status.clone();
     let body = ureq::get(format!("http://{}/api/v1/status", app.listen))
         .call()
@@ -185,7 +186,7 @@ fn activated_epoch_ms(app: &RunningApp, name: &str) -> i64 {
 #[test]
 fn listings_during_and_after_startup_go_live_quickly() {
     let sim = start_sim(60, 400);
-    let (app, _klines, _specs) = start_engine(&sim, "1m,5m,1h");
+    let (app, _klines, _specs) = start_engine(&sim, "1m,5m,1h", "60s");
     sim.list_symbol("EARLYUSDT").unwrap();
     wait_for("startup done", || {
         app.status.all_active_ms().is_some() || StatusBoard::get(&app.status.symbols_active) >= 60
@@ -210,7 +211,7 @@ fn listings_during_and_after_startup_go_live_quickly() {
 #[test]
 fn a_delisted_symbol_is_deactivated() {
     let sim = start_sim(20, 200);
-    let (app, _klines, _specs) = start_engine(&sim, "1m");
+    let (app, _klines, _specs) = start_engine(&sim, "1m", "1s");
     wait_for("all active", || app.status.all_active_ms().is_some());
     let victim = sim.symbols()[5].name.clone();
     sim.delist_symbol(&victim).unwrap();
@@ -318,7 +319,7 @@ fn assert_exact(
 #[test]
 fn lost_trades_and_dropped_connections_resync_to_exact_klines() {
     let sim = start_sim(6, 1_000);
-    let (app, rx, _specs) = start_engine(&sim, "1s,1m");
+    let (app, rx, _specs) = start_engine(&sim, "1s,1m", "60s");
     wait_for("all active", || app.status.all_active_ms().is_some());
     let busy = sim.symbols()[0].name.clone();
     let mut finals = BTreeMap::new();
