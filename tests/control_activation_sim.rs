@@ -354,6 +354,16 @@ impl World {
         for index in 0..self.symbol_count {
             self.check_symbol(SymbolIndex(index))?;
         }
+        let count = |wanted| {
+            (0..self.symbol_count)
+                .filter(|&i| self.core.state(SymbolIndex(i)) == wanted)
+                .count()
+        };
+        if count(DispatchState::Active) != self.core.active_count()
+            || count(DispatchState::Failed) != self.core.failed_count()
+        {
+            return Err("active/failed counts drifted from the states".to_string());
+        }
         Ok(())
     }
 

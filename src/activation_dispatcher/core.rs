@@ -186,6 +186,7 @@ pub struct DispatcherCore {
     ack_tx: Sender<WorkerAck>,
     next_activation: u64,
     active_count: usize,
+    failed_count: usize,
     events: Vec<DispatchEvent>,
     counters: DispatchCounters,
 }
@@ -206,6 +207,7 @@ impl DispatcherCore {
             ack_tx,
             next_activation: 1,
             active_count: 0,
+            failed_count: 0,
             events: Vec::new(),
             counters: DispatchCounters::default(),
         }
@@ -380,6 +382,11 @@ impl DispatcherCore {
         self.active_count
     }
 
+    /// Symbols whose last request failed every attempt.
+    pub fn failed_count(&self) -> usize {
+        self.failed_count
+    }
+
     pub fn routing(&self) -> &RoutingTable {
         &self.routing
     }
@@ -473,11 +480,15 @@ impl DispatcherCore {
         let slot = &mut self.slots[index.0 as usize];
         let before = slot.state;
         slot.state = state;
-        if before == DispatchState::Active {
-            self.active_count -= 1;
+        match before {
+            DispatchState::Active => self.active_count -= 1,
+            DispatchState::Failed => self.failed_count -= 1,
+            _ => {}
         }
-        if state == DispatchState::Active {
-            self.active_count += 1;
+        match state {
+            DispatchState::Active => self.active_count += 1,
+            DispatchState::Failed => self.failed_count += 1,
+            _ => {}
         }
         self.events.push(DispatchEvent::State {
             symbol: index,

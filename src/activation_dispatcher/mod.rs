@@ -110,7 +110,6 @@ impl<C: Clock> Dispatcher<C> {
     }
 
     fn publish(&mut self, now_ms: i64, events: &mut Vec<DispatchEvent>) {
-        let mut failed = StatusBoard::get(&self.status.symbols_failed);
         for event in events.drain(..) {
             match event {
                 DispatchEvent::State {
@@ -134,7 +133,6 @@ impl<C: Clock> Dispatcher<C> {
                     attempts,
                     reason,
                 } => {
-                    failed += 1;
                     error!(self.log, "activation failed, symbol marked Failed";
                         "symbol" => symbol.0, "attempts" => attempts, "reason" => reason);
                 }
@@ -153,6 +151,7 @@ impl<C: Clock> Dispatcher<C> {
             self.activation_rx.len() as u64,
         );
         StatusBoard::put(&self.status.stale_acks, counters.stale_acks);
+        let failed = self.core.failed_count() as u64;
         self.status
             .set_counts(self.core.active_count() as u64, failed);
         StatusBoard::beat(&self.status.dispatcher_heartbeat_ms, now_ms);
