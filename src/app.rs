@@ -61,6 +61,8 @@ pub struct AppExtensions {
     pub reporters: Vec<Arc<dyn HealthReporter>>,
     /// Extra routes; the operability endpoints are added after them.
     pub router: Router,
+    /// State for the extra routes' handlers (`GatewayContext::state::<T>()` finds it).
+    pub gateway_state: Vec<Arc<dyn std::any::Any + Send + Sync>>,
     /// Told every symbol (index, name, scales) before its first activation (e.g. the store's
     /// `RegisterSymbol`). Bounded channels; a full one misses the message (counted).
     pub symbol_listeners: Vec<crossbeam_channel::Sender<klagg_shards::protocol::SymbolSpec>>,
@@ -149,7 +151,8 @@ pub fn start_app(
         health: Arc::new(HealthBoard::new()),
         budget: Arc::new(WeightBudget::new()),
     };
-    let (ctx, listen, mut threads) = start_gateway(&config, &boards, extensions.router, log)?;
+    let gateway = (extensions.router, extensions.gateway_state);
+    let (ctx, listen, mut threads) = start_gateway(&config, &boards, gateway, log)?;
     let sim = start_sim(&mut config, log)?;
     let rest = RestClient::with_budget(
         &config.rest_url,
@@ -247,15 +250,17 @@ type Named = (String, JoinHandle<()>);
 fn start_gateway(
     config: &Config,
     boards: &Boards,
-    router: Router,
+    (router, extra): (Router, Vec<Arc<dyn std::any::Any + Send + Sync>>),
     log: &Logger,
 ) -> Result<(Arc<GatewayContext>, SocketAddr, Vec<Named>), AppError> {
-    let ctx = Arc::new(GatewayContext::new(
+    let mut ctx = GatewayContext::new(
         boards.status.clone(),
         boards.registry.clone(),
         boards.health.clone(),
         boards.budget.clone(),
-    ));
+    );
+    ctx.extra = extra;
+    let ctx = Arc::new(ctx);
     let server = gateway::bind(config.listen)?;
     let listen = gateway::local_addr(&server).unwrap_or(config.listen);
     let router = router.operability();

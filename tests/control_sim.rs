@@ -11,11 +11,13 @@ use klagg::activation_dispatcher::DispatchState;
 use klagg::app::{AppExtensions, RunningApp, start_app};
 use klagg::clock::{ProcessStart, epoch_ms};
 use klagg::config::RunArgs;
+use klagg::gateway::{GatewayContext, Router};
 use klagg::status::StatusBoard;
 use klagg_bench::sim::{RefKline, Sim, SimConfig, SimHandle};
 use klagg_shards::kline::{Interval, Kline, Scales, flat_run_klines, parse_scaled};
 use klagg_shards::protocol::{KlineMsg, SymbolIndex, SymbolSpec};
 use klagg_shards::shard::KlineSink;
+use std::sync::Arc;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -53,6 +55,8 @@ fn start_engine(
     let extensions = AppExtensions {
         kline_sinks: vec![KlineSink { tx, updates: false }],
         symbol_listeners: vec![spec_tx],
+        router: Router::new().get("/test/state", echo_state),
+        gateway_state: vec![Arc::new(7u32)],
         ..AppExtensions::default()
     };
     // KLAGG_TEST_LOG=1 shows the engine's log.
@@ -64,6 +68,12 @@ fn start_engine(
     let app = start_app(config, ProcessStart::now(), &log, extensions).expect("engine starts");
     std::mem::forget(handle);
     (app, rx, spec_rx)
+}
+
+/// A route added by another component, reading its own state from the context.
+fn echo_state(ctx: &GatewayContext, request: tiny_http::Request) {
+    let value = ctx.state::<u32>().copied().unwrap_or(0);
+    let _ = request.respond(klagg::gateway::json_response(200, value.to_string()));
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
@@ -139,6 +149,10 @@ fn startup_of_300_symbols_serves_first_and_activates_all() {
             .all(|s| s["state"] == "active" && s["shard"].is_u64())
     );
     assert_eq!(doc["shards"].as_array().unwrap().len(), 2);
+    let added = ureq::get(format!("http://{}/test/state", app.listen))
+        .call()
+        .unwrap();
+    assert_eq!(added.into_body().read_to_string().unwrap(), "7");
     let health = ureq::get(format!("http://{}/health", app.listen))
         .call()
         .unwrap();

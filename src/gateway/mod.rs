@@ -7,12 +7,15 @@
 //! Extending it (store/API helper): write `fn handler(ctx: &GatewayContext, request:
 //! tiny_http::Request)` — the handler owns the request and responds (or upgrades it to a
 //! WebSocket with `Request::upgrade`) — and add it with `Router::get("/fapi/v1/klines", handler)`
-//! or `Router::get_prefix("/market/", handler)` before [`serve`]. State the new handlers need
-//! goes into [`GatewayContext`] as another field (read-only or internally synchronised).
+//! or `Router::get_prefix("/market/", handler)` before [`serve`] (through
+//! `AppExtensions::router`). State the new handlers need goes into `AppExtensions::gateway_state`
+//! (any `Arc<T>`, read-only or internally synchronised) and is found with
+//! `ctx.state::<T>()`.
 
 pub mod metrics;
 pub mod status_page;
 
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -54,6 +57,9 @@ pub struct GatewayContext {
     pub shards: OnceLock<Vec<ShardHandle>>,
     /// Epoch ms of the last loop of any API thread (the API's heartbeat).
     pub heartbeat_ms: AtomicI64,
+    /// State other components add for their handlers (a store reader, a WebSocket hub …),
+    /// found by type with [`GatewayContext::state`].
+    pub extra: Vec<Arc<dyn Any + Send + Sync>>,
 }
 
 impl GatewayContext {
@@ -70,7 +76,13 @@ impl GatewayContext {
             rest_budget,
             shards: OnceLock::new(),
             heartbeat_ms: AtomicI64::new(epoch_ms()),
+            extra: Vec::new(),
         }
+    }
+
+    /// The added state of type `T`, if any.
+    pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.extra.iter().find_map(|s| s.downcast_ref::<T>())
     }
 
     /// The shards, or none before they started.
@@ -274,6 +286,20 @@ mod tests {
 
     fn a(_: &GatewayContext, _: Request) {}
     fn b(_: &GatewayContext, _: Request) {}
+
+    #[test]
+    fn added_state_is_found_by_type() {
+        let mut ctx = GatewayContext::new(
+            Arc::new(StatusBoard::new(crate::clock::ProcessStart::now())),
+            RegistryView::new(),
+            Arc::new(HealthBoard::new()),
+            Arc::new(WeightBudget::new()),
+        );
+        ctx.extra.push(Arc::new(42u32));
+        assert_eq!(ctx.state::<u32>(), Some(&42));
+        assert!(ctx.state::<String>().is_none());
+        assert!(ctx.shards().is_empty());
+    }
 
     #[test]
     fn exact_routes_win_over_prefixes() {
