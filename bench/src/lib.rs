@@ -1,7 +1,8 @@
 //! klagg test bench: the Binance USD-M exchange simulator (`klagg sim`, `klagg run --venue sim`),
-//! workload generators, replay readers and the benchmark programs.
+//! replay readers for recorded aggTrades, workload generators and the benchmark programs.
 
 pub mod replay;
+pub mod replay_files;
 pub mod report;
 pub mod sim;
 pub mod testdata;
