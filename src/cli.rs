@@ -20,13 +20,13 @@ pub enum Command {
     /// the official klines CSV format.
     Replay(crate::replay::ReplayArgs),
     /// Run the simulated Binance USD-M exchange on loopback.
-    Sim(klagg_bench::sim::SimArgs),
+    Sim(Box<klagg_bench::sim::SimArgs>),
 }
 
 /// Run the chosen subcommand and turn its outcome into the process exit code.
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Replay(args) => crate::replay::run(&args),
-        Command::Sim(args) => klagg_bench::sim::run_cli(args),
+        Command::Sim(args) => klagg_bench::sim::run_cli(*args),
     }
 }
