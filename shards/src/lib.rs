@@ -1,6 +1,19 @@
 //! klagg data plane: the pure kline core ([`kline`]), the activation protocol's messages
-//! ([`protocol`]), and (coming) the activating Worker and the pinned shard threads with their
-//! mio-driven WebSocket I/O.
+//! ([`protocol`]), the frame parser ([`parse`]), the activating Worker ([`worker`]), the
+//! shard's mio + tungstenite WebSocket I/O ([`io`]) and the pinned shard thread ([`shard`]).
+//!
+//! ```text
+//!  control plane ── ShardCmd (bounded inbox + mio Waker) ──► shard-NN (pinned)
+//!                                                            ├─ Worker: slots, activation states, KlineBook
+//!                                                            ├─ Io: /market/stream connections, SUBSCRIBE pacing
+//!                                                            │    └─ shard-NN-conn: blocking connect/TLS/handshake
+//!  store, API ◄── KlineMsg (bounded, outbox for finals) ─────┤
+//!  control plane ◄── ShardReport::ResyncNeeded (bounded) ────┘
+//! ```
 
+pub mod io;
 pub mod kline;
+pub mod parse;
 pub mod protocol;
+pub mod shard;
+pub mod worker;

@@ -113,6 +113,8 @@ pub enum ActivationError {
     InitialData(#[from] BookError),
     #[error("symbol {0:?} is owned by another activation in progress")]
     Busy(SymbolIndex),
+    #[error("symbol spec refused: {reason}")]
+    InvalidSpec { reason: &'static str },
 }
 
 /// A Worker's answer to `ActivateSymbol`, echoing the symbol and the attempt.
@@ -203,6 +205,106 @@ pub struct ShardCounters {
     pub busiest_iteration_ns: AtomicU64,
     /// Epoch ms of the last heartbeat (written on a timer, not on traffic).
     pub heartbeat_ms: AtomicU64,
+    /// 1 when a pin was requested and failed (also in [`ShardHandle::pin_failed`]).
+    pub pin_failed: AtomicU64,
+    /// Frames that were valid but not trades (other streams, LIST replies).
+    pub frames_other: AtomicU64,
+    /// Trade frames for a symbol this shard does not hold.
+    pub unknown_symbol: AtomicU64,
+    /// Trades for a symbol that is not Active (ignored).
+    pub trades_not_active: AtomicU64,
+    /// Live trades already contained in an initial package (skipped).
+    pub initial_duplicates: AtomicU64,
+    /// Trades replayed from the recent-trades ring into a re-activated symbol.
+    pub trades_replayed: AtomicU64,
+    /// Connections rotated before their lifetime limit (make-before-break).
+    pub rotations: AtomicU64,
+    pub connect_failures: AtomicU64,
+    /// SUBSCRIBE/UNSUBSCRIBE messages sent.
+    pub subscribe_messages: AtomicU64,
+    /// `SubscribeOne` refused (symbol not Active in this shard, or no connection room).
+    pub subscribe_refused: AtomicU64,
+    /// Streams given up after repeated SUBSCRIBE errors.
+    pub subscriptions_given_up: AtomicU64,
+    /// Error replies from the server.
+    pub control_errors: AtomicU64,
+    pub activations_ok: AtomicU64,
+    pub activations_failed: AtomicU64,
+    /// Acks that could not be delivered (ack channel full or closed).
+    pub acks_failed: AtomicU64,
+    /// `ResyncNeeded` reports sent.
+    pub resyncs_requested: AtomicU64,
+    /// Reports that could not be queued (report channel closed or pending queue full).
+    pub reports_dropped: AtomicU64,
+    /// Closed/corrected klines sent into the output channels.
+    pub klines_sent: AtomicU64,
+    /// Final klines for an output whose receiver is gone (cannot be delivered).
+    pub klines_undeliverable: AtomicU64,
+    /// Iterations in which reading paused because the outbox was over its limit.
+    pub backpressure_pauses: AtomicU64,
+}
+
+/// A plain copy of a shard's counters at one moment (for `/metrics` and health reports).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardCountersSnapshot {
+    pub trades_applied: u64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub parse_errors: u64,
+    pub gaps: u64,
+    pub duplicates: u64,
+    pub late_trades: u64,
+    pub late_dropped: u64,
+    pub reconnects: u64,
+    pub subscriptions_pending: u64,
+    pub subscriptions_active: u64,
+    pub connections_open: u64,
+    pub outbox_depth: u64,
+    pub outbox_max: u64,
+    pub updates_dropped: u64,
+    pub symbols_active: u64,
+    pub loop_iterations: u64,
+    pub busiest_iteration_ns: u64,
+    pub heartbeat_ms: u64,
+    pub pin_failed: u64,
+    pub frames_other: u64,
+    pub unknown_symbol: u64,
+    pub trades_not_active: u64,
+    pub initial_duplicates: u64,
+    pub trades_replayed: u64,
+    pub rotations: u64,
+    pub connect_failures: u64,
+    pub subscribe_messages: u64,
+    pub subscribe_refused: u64,
+    pub subscriptions_given_up: u64,
+    pub control_errors: u64,
+    pub activations_ok: u64,
+    pub activations_failed: u64,
+    pub acks_failed: u64,
+    pub resyncs_requested: u64,
+    pub reports_dropped: u64,
+    pub klines_sent: u64,
+    pub klines_undeliverable: u64,
+    pub backpressure_pauses: u64,
+}
+
+/// What a `HealthReporter` needs from a shard: who it is, whether it is pinned, its last
+/// heartbeat and its counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardHealth {
+    pub shard: ShardId,
+    pub core: Option<usize>,
+    pub pin_failed: bool,
+    /// Epoch ms of the last heartbeat (0: none yet).
+    pub heartbeat_ms: u64,
+    pub counters: ShardCountersSnapshot,
+}
+
+impl ShardHealth {
+    /// True when the shard heartbeated within `max_age_ms` of `now_ms`.
+    pub fn is_alive(&self, now_ms: u64, max_age_ms: u64) -> bool {
+        self.heartbeat_ms != 0 && now_ms.saturating_sub(self.heartbeat_ms) <= max_age_ms
+    }
 }
 
 impl ShardCounters {
@@ -219,6 +321,59 @@ impl ShardCounters {
     /// Read a counter or gauge.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Raise a maximum gauge.
+    pub fn raise(counter: &AtomicU64, value: u64) {
+        if value > counter.load(Ordering::Relaxed) {
+            counter.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Every counter at once (each read individually; not an atomic snapshot).
+    pub fn snapshot(&self) -> ShardCountersSnapshot {
+        let get = Self::get;
+        ShardCountersSnapshot {
+            trades_applied: get(&self.trades_applied),
+            frames: get(&self.frames),
+            bytes: get(&self.bytes),
+            parse_errors: get(&self.parse_errors),
+            gaps: get(&self.gaps),
+            duplicates: get(&self.duplicates),
+            late_trades: get(&self.late_trades),
+            late_dropped: get(&self.late_dropped),
+            reconnects: get(&self.reconnects),
+            subscriptions_pending: get(&self.subscriptions_pending),
+            subscriptions_active: get(&self.subscriptions_active),
+            connections_open: get(&self.connections_open),
+            outbox_depth: get(&self.outbox_depth),
+            outbox_max: get(&self.outbox_max),
+            updates_dropped: get(&self.updates_dropped),
+            symbols_active: get(&self.symbols_active),
+            loop_iterations: get(&self.loop_iterations),
+            busiest_iteration_ns: get(&self.busiest_iteration_ns),
+            heartbeat_ms: get(&self.heartbeat_ms),
+            pin_failed: get(&self.pin_failed),
+            frames_other: get(&self.frames_other),
+            unknown_symbol: get(&self.unknown_symbol),
+            trades_not_active: get(&self.trades_not_active),
+            initial_duplicates: get(&self.initial_duplicates),
+            trades_replayed: get(&self.trades_replayed),
+            rotations: get(&self.rotations),
+            connect_failures: get(&self.connect_failures),
+            subscribe_messages: get(&self.subscribe_messages),
+            subscribe_refused: get(&self.subscribe_refused),
+            subscriptions_given_up: get(&self.subscriptions_given_up),
+            control_errors: get(&self.control_errors),
+            activations_ok: get(&self.activations_ok),
+            activations_failed: get(&self.activations_failed),
+            acks_failed: get(&self.acks_failed),
+            resyncs_requested: get(&self.resyncs_requested),
+            reports_dropped: get(&self.reports_dropped),
+            klines_sent: get(&self.klines_sent),
+            klines_undeliverable: get(&self.klines_undeliverable),
+            backpressure_pauses: get(&self.backpressure_pauses),
+        }
     }
 }
 
@@ -270,5 +425,16 @@ impl ShardHandle {
     /// Commands waiting in the inbox.
     pub fn inbox_len(&self) -> usize {
         self.inbox_tx.len()
+    }
+
+    /// The shard's health for a `HealthReporter`: identity, pinning, last heartbeat, counters.
+    pub fn health(&self) -> ShardHealth {
+        ShardHealth {
+            shard: self.id,
+            core: self.core,
+            pin_failed: self.pin_failed,
+            heartbeat_ms: ShardCounters::get(&self.counters.heartbeat_ms),
+            counters: self.counters.snapshot(),
+        }
     }
 }

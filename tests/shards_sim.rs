@@ -1,0 +1,156 @@
+//! The data plane against the in-process simulator over real loopback sockets: exact klines,
+//! subscribe-after-ack ordering, and an empty shard's heartbeat.
+
+mod shards_support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use klagg_bench::sim::{SimConfig, SubKind};
+use klagg_shards::kline::Interval;
+use klagg_shards::protocol::{ShardCmd, ShardCounters, ShardId, SymbolIndex, WsCmd};
+use klagg_shards::shard::{ShardConfig, ShardOutputs, spawn_shard};
+use shards_support::Harness;
+
+fn epoch_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[test]
+fn two_shards_fifty_symbols_closed_klines_equal_rest_for_1s_and_1m() {
+    let sim_config = SimConfig::default()
+        .with_symbols(50)
+        .with_trade_rate(400)
+        .with_seed(7);
+    let mut h = Harness::start(sim_config, 2, &[Interval::S1, Interval::M1], |_| {});
+    h.activate_all(50);
+    let first_acks = h.acked_at.clone();
+    // A symbol that was never activated must not be subscribed.
+    h.send(0, ShardCmd::Ws(WsCmd::SubscribeOne(SymbolIndex(999))));
+    // Run across a minute boundary (and its grace) so that 1m klines close too.
+    let now = epoch_ms();
+    let to_boundary = 60_000 - now.rem_euclid(60_000);
+    let run_ms = (to_boundary + 1_500).max(4_000) as u64;
+    h.pump(Duration::from_millis(run_ms));
+
+    let compared = h.assert_exact();
+    eprintln!("compared {compared:?}, resyncs {}", h.resyncs);
+    assert!(compared[&Interval::S1] >= 50 * 3, "{compared:?}");
+    assert!(
+        compared.get(&Interval::M1).copied().unwrap_or(0) >= 50,
+        "{compared:?}"
+    );
+
+    let log = h.sim.subscription_log();
+    let mut subscribed = 0;
+    for event in log.iter().filter(|e| e.kind == SubKind::Subscribe) {
+        for stream in &event.streams {
+            let name = stream.split('@').next().expect("name").to_uppercase();
+            let acked = first_acks
+                .get(&name)
+                .unwrap_or_else(|| panic!("{name} never acked"));
+            assert!(event.at > *acked, "{stream} subscribed before its ack");
+            subscribed += 1;
+        }
+    }
+    assert!(subscribed >= 50, "{subscribed} streams subscribed");
+    for (index, shard) in h.shards.iter().enumerate() {
+        let counters = shard.handle.health().counters;
+        assert!(counters.trades_applied > 0, "shard {index}: {counters:?}");
+        assert_eq!(counters.subscriptions_active, 25, "shard {index}");
+        assert_eq!(counters.parse_errors, 0, "shard {index}");
+        assert_eq!(counters.symbols_active, 25);
+        assert!(counters.subscribe_messages >= 1);
+    }
+    let refused = &h.shards[0].handle.counters.subscribe_refused;
+    assert_eq!(ShardCounters::get(refused), 1);
+    h.stop();
+}
+
+#[test]
+fn an_empty_shard_heartbeats_and_stays_healthy() {
+    let (klines_tx, _klines_rx) = crossbeam_channel::bounded(16);
+    let (reports_tx, _reports_rx) = crossbeam_channel::bounded(16);
+    let mut config = ShardConfig::new(ShardId(3), vec![Interval::M1], "ws://127.0.0.1:9");
+    config.heartbeat_interval = Duration::from_millis(20);
+    config.core = Some(0);
+    let outputs = ShardOutputs {
+        klines: vec![klagg_shards::shard::KlineSink {
+            tx: klines_tx,
+            updates: true,
+        }],
+        reports: reports_tx,
+    };
+    let shard = spawn_shard(config, outputs).expect("starts");
+    let first = shard.handle.health();
+    std::thread::sleep(Duration::from_millis(300));
+    let later = shard.handle.health();
+    assert_eq!(later.shard, ShardId(3));
+    assert!(
+        later.heartbeat_ms > first.heartbeat_ms,
+        "{first:?} → {later:?}"
+    );
+    assert!(later.is_alive(epoch_ms() as u64, 1_000));
+    assert_eq!(later.counters.connections_open, 0);
+    assert_eq!(later.counters.reconnects, 0);
+    assert!(later.counters.loop_iterations >= 5);
+    assert_eq!(later.pin_failed, later.counters.pin_failed == 1);
+    shard.handle.try_send(ShardCmd::Shutdown).expect("inbox");
+    let name = shard.join.thread().name().map(str::to_owned);
+    assert_eq!(name.as_deref(), Some("shard-03"));
+    shard.join.join().expect("clean exit");
+}
+
+#[test]
+fn subscriptions_are_coalesced_paced_and_spread_over_connections() {
+    let symbols = 250;
+    let sim_config = SimConfig::default()
+        .with_symbols(symbols)
+        .with_trade_rate(200)
+        .with_seed(5);
+    let mut h = Harness::start(sim_config, 1, &[Interval::M1], |config| {
+        config.io.streams_per_connection = 200;
+        config.io.control_messages_per_sec = 5;
+    });
+    h.activate_all(symbols);
+    h.wait_for("all streams subscribed", |h| {
+        h.shards[0].handle.health().counters.subscriptions_active == symbols as u64
+    });
+    let mut per_connection: Vec<usize> = h
+        .sim
+        .connections()
+        .iter()
+        .map(|c| c.streams.len())
+        .collect();
+    per_connection.sort_unstable();
+    assert_eq!(per_connection, [50, 200], "streams per connection");
+    let log = h.sim.subscription_log();
+    let subscribes: Vec<_> = log
+        .iter()
+        .filter(|e| e.kind == SubKind::Subscribe)
+        .collect();
+    assert!(subscribes.iter().all(|e| e.accepted));
+    // Coalesced: far fewer messages than streams.
+    assert!(
+        subscribes.len() * 5 <= symbols,
+        "{} messages",
+        subscribes.len()
+    );
+    // Paced: at most 5 control messages in any second on one connection.
+    for event in &subscribes {
+        let burst = subscribes
+            .iter()
+            .filter(|other| other.conn_id == event.conn_id)
+            .filter(|other| {
+                other.at >= event.at && other.at.duration_since(event.at) < Duration::from_secs(1)
+            })
+            .count();
+        assert!(
+            burst <= 5,
+            "{burst} messages within a second on connection {}",
+            event.conn_id
+        );
+    }
+    h.stop();
+}
