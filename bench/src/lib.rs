@@ -1,5 +1,5 @@
 //! klagg test bench: the Binance USD-M exchange simulator (`klagg sim`, `klagg run --venue sim`),
-//! replay readers for recorded aggTrades, and the benchmark programs.
+//! replay readers for recorded aggTrades, workload generators and the benchmark programs.
 
 pub mod replay;
 pub mod replay_files;

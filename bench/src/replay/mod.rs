@@ -114,12 +114,21 @@ where
     }
 }
 
-/// The symbol a data.binance.vision file name announces (`BTCUSDT-aggTrades-2026-01-01.csv`).
+/// The symbol a file is about: `BTCUSDT-aggTrades-2026-01-01.csv` (data.binance.vision), or
+/// else the first dash/underscore/dot-separated token ending in USDT
+/// (`binance-spot-virtualusdt-aggtrades.json`), upper-cased.
 pub fn symbol_from_file_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
-    let (symbol, _) = name.split_once("-aggTrades")?;
-    let valid = !symbol.is_empty() && symbol.bytes().all(|b| b.is_ascii_alphanumeric());
-    valid.then(|| symbol.to_ascii_uppercase())
+    if let Some((symbol, _)) = name.split_once("-aggTrades")
+        && !symbol.is_empty()
+        && symbol.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Some(symbol.to_ascii_uppercase());
+    }
+    let stem = path.file_stem()?.to_str()?;
+    stem.split(['-', '_', '.'])
+        .find(|token| token.len() > 4 && token.to_ascii_uppercase().ends_with("USDT"))
+        .map(str::to_ascii_uppercase)
 }
 
 fn parse_bool(text: &str) -> Option<bool> {
@@ -150,6 +159,10 @@ mod tests {
         assert_eq!(
             name("1000PEPEUSDT-aggTrades-2024-03.csv").as_deref(),
             Some("1000PEPEUSDT")
+        );
+        assert_eq!(
+            name("binance-spot-virtualusdt-aggtrades.json").as_deref(),
+            Some("VIRTUALUSDT")
         );
         assert_eq!(name("trades.json"), None);
         assert_eq!(name("-aggTrades-2026.csv"), None);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{FirehoseConfig, ReplaySource, SimConfig};
 use super::{Sim, SimHandle};
-use crate::replay_files::symbol_from_path;
+use crate::replay::symbol_from_file_name;
 
 const STATUS_EVERY: Duration = Duration::from_secs(30);
 
@@ -180,7 +180,7 @@ fn replay_source(arg: &str) -> Result<ReplaySource, String> {
         });
     }
     let path = PathBuf::from(arg);
-    let symbol = symbol_from_path(&path)
+    let symbol = symbol_from_file_name(&path)
         .ok_or_else(|| format!("cannot tell the symbol of {arg}; write SYMBOL={arg}"))?;
     Ok(ReplaySource { symbol, path })
 }

@@ -134,7 +134,7 @@ pub enum SimError {
     Tls(#[from] TlsError),
     /// A replay file could not be read.
     #[error(transparent)]
-    Replay(#[from] crate::replay_files::ReplayFileError),
+    Replay(#[from] crate::replay::ReplayError),
     /// No such symbol.
     #[error("unknown symbol {0}")]
     UnknownSymbol(String),
