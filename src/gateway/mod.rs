@@ -23,7 +23,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use klagg_shards::protocol::ShardHandle;
-use parking_lot::Mutex;
 use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::clock::epoch_ms;
@@ -255,28 +254,6 @@ impl HealthReporter for ApiHealth {
             self.ctx.heartbeat_ms.load(Ordering::Relaxed),
             true,
         )
-    }
-}
-
-/// A shared latest value (cold path): written by one thread, cloned by readers.
-#[derive(Debug, Default)]
-pub struct Latest<T> {
-    value: Mutex<Arc<T>>,
-}
-
-impl<T> Latest<T> {
-    pub fn new(value: T) -> Latest<T> {
-        Latest {
-            value: Mutex::new(Arc::new(value)),
-        }
-    }
-
-    pub fn set(&self, value: T) {
-        *self.value.lock() = Arc::new(value);
-    }
-
-    pub fn get(&self) -> Arc<T> {
-        self.value.lock().clone()
     }
 }
 
