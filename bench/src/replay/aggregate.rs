@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use klagg_shards::kline::{
-    AggTrade, BookEvent, Interval, Kline, KlineBook, Scales, flat_run_klines, parse_scaled,
+    AggTrade, BookEvent, ClosedSeries, Interval, Kline, KlineBook, Scales, parse_scaled,
     written_scale,
 };
 
@@ -90,6 +90,7 @@ pub fn aggregate_files(
 struct Run {
     book: KlineBook,
     events: Vec<BookEvent>,
+    series: ClosedSeries,
     output: ReplayOutput,
 }
 
@@ -105,6 +106,7 @@ impl Run {
         Run {
             book,
             events: Vec::new(),
+            series: ClosedSeries::default(),
             output,
         }
     }
@@ -140,38 +142,15 @@ impl Run {
     fn drain(&mut self) {
         self.book.take_events(&mut self.events);
         for event in self.events.drain(..) {
-            let klines = &mut self.output.klines;
-            match event {
-                BookEvent::Closed {
-                    interval, kline, ..
-                } => klines.entry(interval).or_default().push(kline),
-                BookEvent::FlatRun {
-                    interval,
-                    first_open_ms,
-                    count,
-                    price,
-                    ..
-                } => {
-                    let run = flat_run_klines(interval, first_open_ms, count, price);
-                    klines.entry(interval).or_default().extend(run);
-                }
-                BookEvent::Corrected {
-                    interval, kline, ..
-                } => {
-                    let last = klines.get_mut(&interval).and_then(|list| list.last_mut());
-                    let last = last.expect("a correction follows a close");
-                    debug_assert_eq!(last.open_time_ms, kline.open_time_ms);
-                    *last = kline;
-                }
-                BookEvent::Gap {
-                    expected_agg_id,
-                    received_agg_id,
-                    ..
-                } => {
-                    self.output.gaps.push((expected_agg_id, received_agg_id));
-                }
-                BookEvent::Updated { .. } => {}
+            if let BookEvent::Gap {
+                expected_agg_id,
+                received_agg_id,
+                ..
+            } = event
+            {
+                self.output.gaps.push((expected_agg_id, received_agg_id));
             }
+            self.series.record(&event);
         }
     }
 
@@ -182,6 +161,7 @@ impl Run {
         self.output.trades = stats.trades_applied;
         self.output.duplicates = stats.duplicates;
         self.output.late_dropped = stats.late_dropped;
+        self.output.klines = self.series.into_map();
         self.output
     }
 }

@@ -5,6 +5,7 @@ pub mod book;
 pub mod decimal;
 pub mod interval;
 pub mod model;
+pub mod series;
 
 #[cfg(test)]
 mod property_tests;
@@ -13,3 +14,4 @@ pub use book::{ApplyOutcome, BookError, BookEvent, BookStats, KlineBook, flat_ru
 pub use decimal::{DecimalError, Fixed, parse_scaled, written_scale};
 pub use interval::{Interval, IntervalError};
 pub use model::{AggTrade, KLINE_CSV_HEADER, Kline, Scales};
+pub use series::ClosedSeries;

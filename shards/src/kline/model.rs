@@ -175,30 +175,23 @@ impl Kline {
 
     /// Append the official klines CSV row (12 columns, no newline).
     pub fn write_csv(&self, out: &mut String, scales: Scales) {
-        let (price, qty, quote) = (scales.price, scales.qty, scales.quote());
-        let _ = write!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},0",
-            self.open_time_ms,
-            Fixed::new(self.open, price),
-            Fixed::new(self.high, price),
-            Fixed::new(self.low, price),
-            Fixed::new(self.close, price),
-            Fixed::new(self.volume, qty),
-            self.close_time_ms,
-            Fixed::new(self.quote_volume, quote),
-            self.trade_count,
-            Fixed::new(self.taker_buy_volume, qty),
-            Fixed::new(self.taker_buy_quote_volume, quote),
-        );
+        self.write_fields(out, scales, "");
+        out.push_str(",0");
     }
 
     /// Append the `GET /fapi/v1/klines` row: `[t,"o","h","l","c","v",T,"q",n,"V","Q","0"]`.
     pub fn write_rest_json(&self, out: &mut String, scales: Scales) {
+        out.push('[');
+        self.write_fields(out, scales, "\"");
+        out.push_str(",\"0\"]");
+    }
+
+    /// The first 11 fields in Binance's order, decimals wrapped in `quote` (`""` or `"\""`).
+    fn write_fields(&self, out: &mut String, scales: Scales, q: &str) {
         let (price, qty, quote) = (scales.price, scales.qty, scales.quote());
         let _ = write!(
             out,
-            "[{},\"{}\",\"{}\",\"{}\",\"{}\",\"{}\",{},\"{}\",{},\"{}\",\"{}\",\"0\"]",
+            "{},{q}{}{q},{q}{}{q},{q}{}{q},{q}{}{q},{q}{}{q},{},{q}{}{q},{},{q}{}{q},{q}{}{q}",
             self.open_time_ms,
             Fixed::new(self.open, price),
             Fixed::new(self.high, price),

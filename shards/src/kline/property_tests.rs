@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::book::{BookEvent, KlineBook, flat_run_klines};
+use super::book::{BookEvent, KlineBook};
 use super::interval::Interval;
 use super::model::{AggTrade, Kline};
+use super::series::ClosedSeries;
 
 /// 2025-12-31 23:58:00 UTC: sequences cross minute, day, week, month and year boundaries.
 const START_MS: i64 = 1_767_225_480_000;
@@ -58,42 +59,25 @@ fn trades(long_gaps: bool) -> impl Strategy<Value = Vec<AggTrade>> {
 fn aggregate(intervals: &[Interval], trades: &[AggTrade]) -> BTreeMap<Interval, Vec<Kline>> {
     let mut book = KlineBook::new(intervals, 1);
     book.init_slot(0, &vec![None; intervals.len()]).unwrap();
-    let mut out: BTreeMap<Interval, Vec<Kline>> = BTreeMap::new();
+    let mut series = ClosedSeries::default();
     let mut events = Vec::new();
     for trade in trades {
         book.apply(0, trade).unwrap();
         book.take_events(&mut events);
-        collect(&mut out, events.drain(..));
+        collect(&mut series, events.drain(..));
     }
     book.finish_slot(0);
     book.take_events(&mut events);
-    collect(&mut out, events.drain(..));
-    out
+    collect(&mut series, events.drain(..));
+    series.into_map()
 }
 
-fn collect(out: &mut BTreeMap<Interval, Vec<Kline>>, events: impl Iterator<Item = BookEvent>) {
+/// Record kline events; in-order trades never produce corrections or gaps.
+fn collect(series: &mut ClosedSeries, events: impl Iterator<Item = BookEvent>) {
     for event in events {
-        match event {
-            BookEvent::Closed {
-                interval, kline, ..
-            } => out.entry(interval).or_default().push(kline),
-            BookEvent::FlatRun {
-                interval,
-                first_open_ms,
-                count,
-                price,
-                ..
-            } => {
-                out.entry(interval).or_default().extend(flat_run_klines(
-                    interval,
-                    first_open_ms,
-                    count,
-                    price,
-                ));
-            }
-            BookEvent::Corrected { .. } | BookEvent::Gap { .. } => panic!("unexpected {event:?}"),
-            BookEvent::Updated { .. } => {}
-        }
+        let unexpected = matches!(event, BookEvent::Corrected { .. } | BookEvent::Gap { .. });
+        assert!(!unexpected, "unexpected {event:?}");
+        series.record(&event);
     }
 }
 
