@@ -172,7 +172,7 @@ pub fn start_app(
     log: &Logger,
     mut extensions: AppExtensions,
 ) -> Result<RunningApp, AppError> {
-    let store = attach_store(&config, &mut extensions, log)?;
+    let store = attach_store(&config, &mut extensions)?;
     let boards = Boards {
         shutdown: Shutdown::new(),
         status: Arc::new(StatusBoard::new(start)),
@@ -182,6 +182,11 @@ pub fn start_app(
     };
     let gateway = (extensions.router, extensions.gateway_state);
     let (ctx, listen, mut threads) = start_gateway(&config, &boards, gateway, log)?;
+    if let Some(store) = &store {
+        info!(log, "store writer started"; "db" => store.view.path().display().to_string(),
+            "history_bars" => config.store.history_bars,
+            "snapshot_ms" => config.store.snapshot_interval.as_millis() as u64);
+    }
     let sim = start_sim(&mut config, log)?;
     let rest = RestClient::with_budget(
         &config.rest_url,
@@ -249,7 +254,6 @@ pub fn start_app(
 fn attach_store(
     config: &Config,
     extensions: &mut AppExtensions,
-    log: &Logger,
 ) -> Result<Option<app_store::StoreRuntime>, AppError> {
     let Some(store) = extensions.store.take() else {
         return Ok(None);
@@ -258,9 +262,6 @@ fn attach_store(
     extensions.kline_sinks.push(sink);
     extensions.reporters.push(runtime.reporter());
     extensions.gateway_state.push(runtime.view.clone());
-    info!(log, "store writer started"; "db" => runtime.view.path().display().to_string(),
-        "history_bars" => config.store.history_bars,
-        "snapshot_ms" => config.store.snapshot_interval.as_millis() as u64);
     Ok(Some(runtime))
 }
 

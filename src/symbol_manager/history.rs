@@ -33,8 +33,8 @@ use super::backfiller::{BackfillError, JobKind, JobQueue};
 use super::exchange::parse_klines;
 use super::registry::RegistryView;
 use super::repair::{
-    ACTIVATION_SETTLE_MS, REPAIR_GAP_MARGIN_MS, RepairBook, RepairJob, RepairStep, last_known_good,
-    next_step, plan_repair,
+    ACTIVATION_SETTLE_MS, ACTIVATION_SKEW_MS, REPAIR_GAP_MARGIN_MS, RepairBook, RepairJob,
+    RepairStep, last_known_good, next_step, plan_repair,
 };
 use super::rest::{Priority, RestClient, RestError};
 use crate::activation_dispatcher::DispatchState;
@@ -49,8 +49,6 @@ use crate::store::{HistoryProgress, Reader, Source, StoreCmd};
 pub const HISTORY_WEIGHT_PERCENT_DEFAULT: u64 = 50;
 /// A progress line every this many symbols whose history is complete.
 pub const HISTORY_LOG_EVERY: u64 = 50;
-/// History is planned this far behind the wall clock (the venue's clock may lag ours).
-const HISTORY_CLOCK_MARGIN_MS: i64 = 1_000;
 /// The longest the thread sleeps without work.
 const IDLE_WAIT_MS: i64 = 250;
 /// The wait while activation packages are queued.
@@ -290,7 +288,8 @@ struct State {
     work: Option<Work>,
     attempts: HashMap<SymbolIndex, u32>,
     started_ms: i64,
-    complete_logged: bool,
+    /// `symbols_total` when "history complete" was last logged (listings log it again).
+    complete_logged_total: u64,
 }
 
 impl HistoryThread {
@@ -309,7 +308,7 @@ impl HistoryThread {
             work: None,
             attempts: HashMap::new(),
             started_ms: epoch_ms(),
-            complete_logged: false,
+            complete_logged_total: 0,
         };
         info!(self.log, "history thread started"; "history_bars" => self.settings.bars,
             "intervals" => self.rest_intervals().iter().map(|i| i.as_str()).collect::<Vec<_>>().join(","),
@@ -370,7 +369,7 @@ impl HistoryThread {
                 HistoryProgress::add(&self.progress.repair_gaps, 1);
                 self.gap_start(state, &spec.name, reported_ms)
             }
-            None => activation.taken_at_ms,
+            None => activation.taken_at_ms - ACTIVATION_SKEW_MS,
         };
         let end_ms = activation.delivered_ms + ACTIVATION_SETTLE_MS;
         let intervals = self.rest_intervals();
@@ -476,7 +475,9 @@ impl HistoryThread {
             self.skip(state);
             return None;
         };
-        let now = epoch_ms() - HISTORY_CLOCK_MARGIN_MS;
+        // Up to the period before now: the activation's package started the live klines at a
+        // period no later than the current one, so the window always meets them (no hole).
+        let now = epoch_ms();
         let mut requests = VecDeque::new();
         for interval in self.rest_intervals() {
             let bars = self.settings.bars;
@@ -618,8 +619,9 @@ impl HistoryThread {
             info!(self.log, "history progress"; "symbols_done" => done, "symbols_total" => total,
                 "weight" => weight);
         }
-        if p.history_complete() && self.inbox.history_len() == 0 && !state.complete_logged {
-            state.complete_logged = true;
+        let complete = p.history_complete() && self.inbox.history_len() == 0;
+        if complete && total > state.complete_logged_total {
+            state.complete_logged_total = total;
             info!(self.log, "history complete"; "symbols_done" => done,
                 "symbols_skipped" => HistoryProgress::get(&p.symbols_skipped),
                 "requests" => HistoryProgress::get(&p.requests), "weight" => weight,
