@@ -116,10 +116,16 @@ fn a_restart_resumes_with_no_hole_and_fetches_only_what_is_missing() {
         app.status.all_active_ms().is_some()
     });
     wait_for("history", PATIENCE, || progress(&app).history_complete());
-    // 100 bars: one request of weight 2 per symbol and interval.
+    // 100 bars: one request per symbol and interval, of weight 2 (weight 1 in the rare case
+    // that the live engine already stored the last period of the window).
     let p = progress(&app);
-    assert_eq!((get(&p.requests), get(&p.weight)), (6, 12));
-    assert_eq!(get(&p.periods_missing), 6 * 100);
+    let (requests, weight, missing) = (get(&p.requests), get(&p.weight), get(&p.periods_missing));
+    eprintln!(
+        "first run: history planned {missing} periods in {requests} requests of weight {weight}"
+    );
+    assert_eq!(requests, 6);
+    assert!((9..=12).contains(&weight), "weight {weight}");
+    assert!((6 * 98..=6 * 100).contains(&missing), "{missing} periods");
     std::thread::sleep(Duration::from_secs(2));
     stop(app);
     let names = names(&sim);
