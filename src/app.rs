@@ -76,6 +76,11 @@ pub struct AppExtensions {
     /// shard's klines, symbols are registered with it, history and repairs run, and its
     /// `StoreView` is added to `gateway_state`. `None` runs without a store.
     pub store: Option<crate::store::Store>,
+    /// Told every kline a store repair changed (a gap made it wrong), as
+    /// `KlineMsg::Corrected` — the same message a shard sends for a late trade's correction —
+    /// so the WebSocket API can re-publish it. `try_send`: a full channel misses it (counted in
+    /// `klagg_store_corrections_dropped`); the store serves it regardless.
+    pub correction_sinks: Vec<crossbeam_channel::Sender<KlineMsg>>,
 }
 
 impl std::fmt::Debug for AppExtensions {
@@ -258,7 +263,8 @@ fn attach_store(
     let Some(store) = extensions.store.take() else {
         return Ok(None);
     };
-    let (runtime, sink) = app_store::start(store, config)?;
+    let corrections = std::mem::take(&mut extensions.correction_sinks);
+    let (runtime, sink) = app_store::start(store, config, corrections)?;
     extensions.kline_sinks.push(sink);
     extensions.reporters.push(runtime.reporter());
     extensions.gateway_state.push(runtime.view.clone());

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::bounded;
-use klagg_shards::protocol::KLINE_OUT_CAPACITY;
+use crossbeam_channel::{Sender, bounded};
+use klagg_shards::protocol::{KLINE_OUT_CAPACITY, KlineMsg};
 use klagg_shards::shard::KlineSink;
 use slog::{Logger, info, warn};
 
@@ -18,7 +18,7 @@ use crate::health::HealthReporter;
 use crate::store::{HISTORY_BARS_DEFAULT, HISTORY_BARS_MAX};
 use crate::store::{
     HistoryProgress, Store, StoreError, StoreReporter, StoreView, WriterConfig, WriterHandle,
-    spawn_writer,
+    spawn_writer_with,
 };
 use crate::symbol_manager::history::{HISTORY_WEIGHT_PERCENT_DEFAULT, HistorySettings, StoreLink};
 use crate::symbol_manager::repair::REPAIR_PERIODS_MAX_DEFAULT;
@@ -109,17 +109,22 @@ pub struct StoreRuntime {
     pub link: StoreLink,
 }
 
-/// Start the writer thread on `store`; returns it and the shards' sink into it.
+/// Start the writer thread on `store` (telling `corrections` every kline a repair changed);
+/// returns it and the shards' sink into it.
 ///
 /// # Errors
 /// The writer thread could not be spawned.
-pub fn start(store: Store, config: &Config) -> Result<(StoreRuntime, KlineSink), StoreError> {
+pub fn start(
+    store: Store,
+    config: &Config,
+    corrections: Vec<Sender<KlineMsg>>,
+) -> Result<(StoreRuntime, KlineSink), StoreError> {
     let (tx, rx) = bounded(KLINE_OUT_CAPACITY);
     let writer_config = WriterConfig {
         snapshot_interval: config.store.snapshot_interval,
         ..WriterConfig::default()
     };
-    let writer = spawn_writer(store, writer_config, rx)?;
+    let writer = spawn_writer_with(store, writer_config, rx, corrections)?;
     let progress = Arc::new(HistoryProgress::default());
     let view = Arc::new(StoreView {
         monitor: writer.monitor(),

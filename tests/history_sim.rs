@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use history_util::{
     PATIENCE, TempDir, activated_ms, differences, get, holes, now_ms, periods_before, progress,
-    start_engine, start_sim, stop, stored, wait_for,
+    start_engine, start_engine_with, start_sim, stop, stored, wait_for,
 };
 use klagg::status::StatusBoard;
 use klagg::store::StoreCounters;
 use klagg_bench::sim::SimHandle;
 use klagg_shards::kline::Interval;
+use klagg_shards::protocol::KlineMsg;
 
 const INTERVALS: [Interval; 2] = [Interval::S1, Interval::M1];
 
@@ -234,9 +235,16 @@ fn the_klines_of_an_outage_are_repaired_to_the_simulators() {
     let dir = TempDir::new("repair");
     let db = dir.db();
     // Only gaps are repaired here, so every correction counted is the outage's.
-    let app = start_engine(&sim, &db, "1s,1m", 10, |c| {
-        c.store.repair_activations = false;
-    });
+    let (corrections_tx, corrections) = crossbeam_channel::bounded(4096);
+    let no_activation_repairs = |c: &mut klagg::config::Config| c.store.repair_activations = false;
+    let app = start_engine_with(
+        &sim,
+        &db,
+        "1s,1m",
+        10,
+        no_activation_repairs,
+        vec![corrections_tx],
+    );
     wait_for("all active", PATIENCE, || {
         app.status.all_active_ms().is_some()
     });
@@ -264,6 +272,35 @@ fn the_klines_of_an_outage_are_repaired_to_the_simulators() {
     wait_exact(&db, &sim, &names, Interval::S1, from, to);
     let repaired = StoreCounters::get(&counters.rows_repaired);
     assert!(repaired >= 3, "only {repaired} klines were corrected");
+    // The WebSocket API is told each corrected kline, as a shard's late-trade correction.
+    let told: Vec<KlineMsg> = corrections.try_iter().collect();
+    assert!(
+        told.len() as u64 >= repaired,
+        "{} of {repaired}",
+        told.len()
+    );
+    for message in &told {
+        let KlineMsg::Corrected {
+            symbol,
+            interval,
+            kline,
+        } = message
+        else {
+            panic!("{message:?}");
+        };
+        let name = app.registry.name(*symbol).unwrap();
+        let truth = history_util::truth(
+            &sim,
+            &name,
+            *interval,
+            kline.open_time_ms,
+            kline.open_time_ms,
+        );
+        assert_eq!(
+            (kline.open, kline.close, kline.trade_count),
+            (truth[0].open, truth[0].close, truth[0].trade_count)
+        );
+    }
     // The minute of the outage is repaired once it closed.
     let (first, last) = (
         Interval::M1.open_time(stalled_at),

@@ -67,6 +67,18 @@ pub fn start_engine(
     bars: u32,
     tweak: impl FnOnce(&mut Config),
 ) -> RunningApp {
+    start_engine_with(sim, db, intervals, bars, tweak, Vec::new())
+}
+
+/// [`start_engine`] with listeners of the klines repairs correct.
+pub fn start_engine_with(
+    sim: &SimHandle,
+    db: &Path,
+    intervals: &str,
+    bars: u32,
+    tweak: impl FnOnce(&mut Config),
+    corrections: Vec<crossbeam_channel::Sender<klagg_shards::protocol::KlineMsg>>,
+) -> RunningApp {
     let args = RunArgs {
         rest_url: Some(sim.rest_url()),
         ws_url: Some(sim.ws_url()),
@@ -84,6 +96,7 @@ pub fn start_engine(
     let store = Store::open(db).expect("store opens");
     let extensions = AppExtensions {
         store: Some(store),
+        correction_sinks: corrections,
         ..AppExtensions::default()
     };
     // KLAGG_TEST_LOG=1 shows the engine's log.
