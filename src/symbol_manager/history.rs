@@ -142,25 +142,28 @@ impl HistoryThread {
         self.intervals.iter().copied().filter(served).collect()
     }
 
-    /// One request at most; `Some(wait)` when there was nothing to do now.
+    /// One request at most; `Some(wait)` when there was nothing to do now. While activation
+    /// packages are queued, nothing is fetched (and the history queue is not even scanned).
     fn step(&self, state: &mut State) -> Option<Duration> {
         let now = epoch_ms();
         let repair_due = state.repairs.next_due_ms().is_some_and(|due| due <= now);
-        let history_ready = state.work.is_some() || self.next_history(state, now);
-        if !repair_due && !history_ready {
+        let pending = repair_due || state.work.is_some() || self.inbox.history_len() > 0;
+        if pending && !self.packages.is_empty() {
+            HistoryProgress::add(&self.progress.yields, 1);
+            return Some(Duration::from_millis(YIELD_WAIT_MS));
+        }
+        if repair_due {
+            if let Some(job) = state.repairs.pop_due(now) {
+                self.run_repair(state, job, now);
+            }
+        } else if state.work.is_some() || self.next_history(state, now) {
+            self.run_history(state);
+        } else {
             let next = state
                 .repairs
                 .next_due_ms()
                 .map_or(IDLE_WAIT_MS, |due| due - now);
             return Some(Duration::from_millis(next.clamp(1, IDLE_WAIT_MS) as u64));
-        }
-        if !self.packages.is_empty() {
-            HistoryProgress::add(&self.progress.yields, 1);
-            return Some(Duration::from_millis(YIELD_WAIT_MS));
-        }
-        match state.repairs.pop_due(now) {
-            Some(job) => self.run_repair(state, job, now),
-            None => self.run_history(state),
         }
         HistoryProgress::set(
             &self.progress.repair_jobs_pending,
@@ -260,23 +263,28 @@ impl HistoryThread {
 
     /// Find the next symbol whose history can start now and plan it; false when none.
     fn next_history(&self, state: &mut State, now: i64) -> bool {
-        for _ in 0..self.inbox.history_len() {
-            let Some((symbol, queued_ms)) = self.inbox.pop_history() else {
-                return false;
-            };
+        let mut waiting = self.inbox.take_history();
+        let mut keep = VecDeque::with_capacity(waiting.len());
+        let mut found = false;
+        while let Some((symbol, queued_ms)) = waiting.pop_front() {
+            if found {
+                keep.push_back((symbol, queued_ms));
+                continue;
+            }
             match self.status.symbol(symbol).state {
                 DispatchState::Active => {
                     if let Some(work) = self.plan_history(state, symbol) {
                         state.work = Some(work);
-                        return true;
+                        found = true;
                     }
                 }
                 DispatchState::Failed | DispatchState::Deactivated => self.skip(state),
                 _ if now - queued_ms > NOT_ACTIVE_GIVE_UP_MS => self.skip(state),
-                _ => self.inbox.requeue_history((symbol, queued_ms)),
+                _ => keep.push_back((symbol, queued_ms)),
             }
         }
-        false
+        self.inbox.return_history(keep);
+        found
     }
 
     /// Plan every REST interval of `symbol`; `None` when nothing is missing (it is done).

@@ -99,12 +99,21 @@ impl Inbox {
         self.state.lock().activations.drain(..).collect()
     }
 
-    pub(super) fn pop_history(&self) -> Option<(SymbolIndex, i64)> {
-        self.state.lock().history.pop_front()
-    }
-
     pub(super) fn requeue_history(&self, entry: (SymbolIndex, i64)) {
         self.state.lock().history.push_back(entry);
+    }
+
+    /// Every symbol waiting for history, in order (one lock for the whole scan).
+    pub(super) fn take_history(&self) -> VecDeque<(SymbolIndex, i64)> {
+        std::mem::take(&mut self.state.lock().history)
+    }
+
+    /// Put back what [`Inbox::take_history`] took and did not start, ahead of newer entries.
+    pub(super) fn return_history(&self, entries: VecDeque<(SymbolIndex, i64)>) {
+        let mut state = self.state.lock();
+        for entry in entries.into_iter().rev() {
+            state.history.push_front(entry);
+        }
     }
 
     pub(super) fn history_len(&self) -> usize {
@@ -265,7 +274,12 @@ mod tests {
         assert_eq!(repairs[0].taken_at_ms, 7_000);
         hooks.activated(b, JobKind::Resync, 8_000);
         assert!(inbox.take_activations().is_empty(), "the gap was taken");
-        assert_eq!(inbox.pop_history().map(|(s, _)| s), Some(a));
+        let mut waiting = inbox.take_history();
+        assert_eq!(waiting.pop_front().map(|(s, _)| s), Some(a));
+        inbox.requeue_history((b, 1));
+        inbox.return_history(VecDeque::from([(a, 0)]));
+        let order: Vec<SymbolIndex> = inbox.take_history().iter().map(|e| e.0).collect();
+        assert_eq!(order, vec![a, b], "returned entries go first");
         inbox.wait(Duration::from_millis(1));
     }
 
