@@ -16,6 +16,7 @@
 
 pub mod activation_dispatcher;
 pub mod app;
+pub mod app_store;
 pub mod bench_startup;
 pub mod cli;
 pub mod clock;
