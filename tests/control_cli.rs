@@ -4,10 +4,19 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// `klagg`, run in a fresh temporary directory so its default `klagg.db` stays out of the
+/// checkout and apart from the other tests.
 fn klagg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_klagg"))
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("klagg-cli-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_klagg"));
+    command.current_dir(dir);
+    command
 }
 
 fn free_port() -> u16 {
