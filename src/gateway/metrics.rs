@@ -7,9 +7,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tiny_http::Request;
 
-use super::{GatewayContext, header};
+use super::{GatewayContext, HttpRequest, HttpResponse};
 use crate::activation_dispatcher::DispatchState;
 use crate::status::StatusBoard;
 
@@ -212,10 +211,10 @@ fn shard_families(registry: &mut Registry, ctx: &GatewayContext) {
 }
 
 /// `GET /metrics`.
-pub fn handle_metrics(ctx: &GatewayContext, request: Request) {
-    let response = tiny_http::Response::from_string(render(ctx)).with_header(header(
-        "Content-Type",
+pub fn handle_metrics(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
+    HttpResponse::new(
+        200,
         "text/plain; version=0.0.4; charset=utf-8",
-    ));
-    let _ = request.respond(response);
+        render(ctx).into_bytes(),
+    )
 }
