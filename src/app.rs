@@ -142,8 +142,9 @@ pub fn start_app(
     mut config: Config,
     start: ProcessStart,
     log: &Logger,
-    extensions: AppExtensions,
+    mut extensions: AppExtensions,
 ) -> Result<RunningApp, AppError> {
+    let api = crate::api::Api::install(&config, &mut extensions)?;
     let boards = Boards {
         shutdown: Shutdown::new(),
         status: Arc::new(StatusBoard::new(start)),
@@ -153,6 +154,7 @@ pub fn start_app(
     };
     let gateway = (extensions.router, extensions.gateway_state);
     let (ctx, listen, mut threads) = start_gateway(&config, &boards, gateway, log)?;
+    threads.extend(api.spawn(&boards.shutdown, config.control_core)?);
     let sim = start_sim(&mut config, log)?;
     let rest = RestClient::with_budget(
         &config.rest_url,
