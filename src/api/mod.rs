@@ -54,6 +54,33 @@ pub const STREAMS_PER_CLIENT_MAX: usize = 1024;
 /// Open-kline updates of one stream are pushed at most this often (Binance: 250 ms).
 pub const UPDATE_INTERVAL_MS: i64 = 250;
 
+/// The API's limits (defaults: the constants above and in [`ws::client`]; tests lower them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// WebSocket clients at once.
+    pub ws_connections: usize,
+    /// Streams per WebSocket client.
+    pub streams_per_client: usize,
+    /// Bytes queued for one client before it is closed as too slow.
+    pub client_queue_bytes: usize,
+    /// Frames queued for one client before it is closed as too slow.
+    pub client_queue_frames: usize,
+    /// Incoming messages per second per client before it is closed.
+    pub messages_per_second: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            ws_connections: WS_CONNECTIONS_MAX,
+            streams_per_client: STREAMS_PER_CLIENT_MAX,
+            client_queue_bytes: ws::client::CLIENT_QUEUE_BYTES_MAX,
+            client_queue_frames: ws::client::CLIENT_QUEUE_FRAMES_MAX,
+            messages_per_second: ws::client::MESSAGES_PER_SECOND_MAX,
+        }
+    }
+}
+
 /// One kline stream: a symbol and an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamKey {
@@ -156,6 +183,7 @@ pub struct ApiState {
     pub readers: ReaderPool,
     pub interest: Interest,
     pub counters: ApiCounters,
+    pub limits: ApiLimits,
     pub push: ws::PushHandle,
 }
 
@@ -179,6 +207,19 @@ impl Api {
         registry: RegistryView,
         db: Option<PathBuf>,
     ) -> std::io::Result<Api> {
+        Api::with_limits(intervals, registry, db, ApiLimits::default())
+    }
+
+    /// [`Api::new`] with other limits.
+    ///
+    /// # Errors
+    /// The push thread's poll could not be created.
+    pub fn with_limits(
+        intervals: &[Interval],
+        registry: RegistryView,
+        db: Option<PathBuf>,
+        limits: ApiLimits,
+    ) -> std::io::Result<Api> {
         let (klines_tx, klines_rx) = bounded(KLINE_OUT_CAPACITY);
         let (push_handle, push) = ws::PushParts::new()?;
         let state = Arc::new(ApiState {
@@ -188,6 +229,7 @@ impl Api {
             readers: ReaderPool::new(db),
             interest: Interest::default(),
             counters: ApiCounters::default(),
+            limits,
             push: push_handle,
         });
         Ok(Api {
@@ -273,6 +315,9 @@ impl Api {
         Ok(vec![("api-hub".into(), hub), ("api-ws".into(), pusher)])
     }
 }
+
+#[cfg(test)]
+mod harness_tests;
 
 #[cfg(test)]
 mod tests {

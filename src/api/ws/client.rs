@@ -12,7 +12,7 @@ use bytes::Bytes;
 use klagg_shards::kline::Interval;
 
 use super::frame::{self, Frame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
-use crate::api::StreamKey;
+use crate::api::{ApiLimits, StreamKey};
 
 /// Bytes queued for one client before it is closed as too slow.
 pub const CLIENT_QUEUE_BYTES_MAX: usize = 1 << 20;
@@ -91,6 +91,8 @@ pub struct Client {
     pub last_heard: Instant,
     pub last_ping: Instant,
     window: (Instant, u32),
+    /// Queue and rate limits (defaults unless the pusher sets them).
+    pub limits: ApiLimits,
 }
 
 impl Client {
@@ -116,6 +118,7 @@ impl Client {
             last_heard: now,
             last_ping: now,
             window: (now, 0),
+            limits: ApiLimits::default(),
         }
     }
 
@@ -127,8 +130,8 @@ impl Client {
         if self.closing.is_some() || self.dead {
             return Ok(());
         }
-        if self.out.len() >= CLIENT_QUEUE_FRAMES_MAX
-            || self.out_bytes + frame.len() > CLIENT_QUEUE_BYTES_MAX
+        if self.out.len() >= self.limits.client_queue_frames
+            || self.out_bytes + frame.len() > self.limits.client_queue_bytes
         {
             return Err(Overflow);
         }
@@ -304,10 +307,11 @@ impl Client {
             self.window = (now, 0);
         }
         self.window.1 += 1;
-        if self.window.1 > MESSAGES_PER_SECOND_MAX {
+        let max = self.limits.messages_per_second;
+        if self.window.1 > max {
             return Err(Violation::new(
                 frame::CLOSE_POLICY,
-                format!("too many requests: over {MESSAGES_PER_SECOND_MAX} messages in one second"),
+                format!("too many requests: over {max} messages in one second"),
             ));
         }
         Ok(())

@@ -2,14 +2,14 @@
 //! path (`/market/ws`, `/market/ws/<stream>/…`, `/market/stream?streams=…`; the same without
 //! `/market`), validate the streams, reserve a connection slot, answer 101 and hand the socket to
 //! the push thread. Refusals are HTTP answers with a Binance-style JSON body: 400 for a bad
-//! stream, 404 for an unknown path, 503 when [`crate::api::WS_CONNECTIONS_MAX`] clients are open.
+//! stream, 404 for an unknown path, 503 when the connection limit is reached.
 
 use std::io::Write;
 use std::net::TcpStream;
 
 use super::NewClient;
 use super::control::{self, KlineStream};
-use crate::api::{ApiCounters, ApiState, STREAMS_PER_CLIENT_MAX, WS_CONNECTIONS_MAX};
+use crate::api::{ApiCounters, ApiState};
 use crate::gateway::http::{self, HttpRequest, HttpResponse};
 use crate::gateway::{GatewayContext, error_response};
 
@@ -46,8 +46,9 @@ pub fn route(request: &HttpRequest, api: &ApiState) -> Result<Route, HttpRespons
             }
         },
     };
-    if names.len() > STREAMS_PER_CLIENT_MAX {
-        let msg = format!("Too many streams (limit {STREAMS_PER_CLIENT_MAX} per connection).");
+    let max = api.limits.streams_per_client;
+    if names.len() > max {
+        let msg = format!("Too many streams (limit {max} per connection).");
         return Err(error_response(400, 2, &msg));
     }
     let mut streams: Vec<KlineStream> = Vec::with_capacity(names.len());
@@ -94,9 +95,10 @@ pub fn upgrade(
             error_response(400, -1000, "Missing Sec-WebSocket-Key."),
         );
     };
-    if !api.push.reserve() {
+    let max = api.limits.ws_connections;
+    if !api.push.reserve(max) {
         ApiCounters::add(&api.counters.ws_refused, 1);
-        let msg = format!("Too many WebSocket connections (limit {WS_CONNECTIONS_MAX}).");
+        let msg = format!("Too many WebSocket connections (limit {max}).");
         return refuse(&mut stream, error_response(503, -1003, &msg));
     }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());

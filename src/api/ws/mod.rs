@@ -20,7 +20,7 @@ use mio::{Poll, Token, Waker};
 pub use control::KlineStream;
 pub use pusher::Pusher;
 
-use super::{HANDOFF_CAPACITY, WS_CONNECTIONS_MAX};
+use super::HANDOFF_CAPACITY;
 
 /// The push thread's waker token.
 pub const WAKER: Token = Token(0);
@@ -47,11 +47,11 @@ pub struct PushHandle {
 }
 
 impl PushHandle {
-    /// Take a connection slot; false when [`WS_CONNECTIONS_MAX`] are open.
-    pub fn reserve(&self) -> bool {
+    /// Take a connection slot; false when `max` are open.
+    pub fn reserve(&self, max: usize) -> bool {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < WS_CONNECTIONS_MAX).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
             .is_ok()
     }
@@ -123,12 +123,12 @@ mod tests {
     #[test]
     fn slots_are_bounded() {
         let (handle, _parts) = PushParts::new().unwrap();
-        for _ in 0..WS_CONNECTIONS_MAX {
-            assert!(handle.reserve());
+        for _ in 0..3 {
+            assert!(handle.reserve(3));
         }
-        assert!(!handle.reserve());
+        assert!(!handle.reserve(3));
         handle.release();
-        assert_eq!(handle.open(), WS_CONNECTIONS_MAX - 1);
-        assert!(handle.reserve());
+        assert_eq!(handle.open(), 2);
+        assert!(handle.reserve(3));
     }
 }

@@ -17,7 +17,7 @@ use super::control::{self, Request};
 use super::frame::{self, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, OP_PING, OP_PONG};
 use super::{NewClient, PushParts, WAKER};
 use crate::api::hub::PushEvent;
-use crate::api::{ApiCounters, ApiState, STREAMS_PER_CLIENT_MAX, StreamKey};
+use crate::api::{ApiCounters, ApiState, StreamKey};
 use crate::shutdown::Shutdown;
 
 /// The loop's timer tick (and longest poll wait).
@@ -136,6 +136,7 @@ impl Pusher {
     fn add_client(&mut self, new: NewClient, now: Instant) {
         let stream = mio::net::TcpStream::from_std(new.stream);
         let mut client = Client::new(stream, new.peer, new.combined, new.leftover, now);
+        client.limits = self.state.limits;
         let slot = self.free.pop().unwrap_or(self.clients.len());
         if self
             .poll
@@ -244,14 +245,14 @@ impl Pusher {
 
     fn too_slow(&mut self, slot: usize, now: Instant) {
         ApiCounters::add(&self.state.counters.ws_closed_slow, 1);
+        let limits = self.state.limits;
+        let reason = format!(
+            "client too slow: over {} bytes or {} frames queued",
+            limits.client_queue_bytes, limits.client_queue_frames
+        );
         let Some(client) = self.client(slot) else {
             return;
         };
-        let reason = format!(
-            "client too slow: over {} bytes or {} frames queued",
-            super::client::CLIENT_QUEUE_BYTES_MAX,
-            super::client::CLIENT_QUEUE_FRAMES_MAX
-        );
         client.begin_close(CLOSE_POLICY, &reason, now);
     }
 
@@ -302,6 +303,7 @@ impl Pusher {
                 }
             }
         }
+        let max = self.state.limits.streams_per_client;
         let Some(client) = self.client(slot) else {
             return control::result_null(id);
         };
@@ -314,11 +316,9 @@ impl Pusher {
                 fresh.push(stream);
             }
         }
-        if client.subs.len() + fresh.len() > STREAMS_PER_CLIENT_MAX {
+        if client.subs.len() + fresh.len() > max {
             ApiCounters::add(&self.state.counters.ws_request_errors, 1);
-            let msg = format!(
-                "Invalid request: too many streams (limit {STREAMS_PER_CLIENT_MAX} per connection)"
-            );
+            let msg = format!("Invalid request: too many streams (limit {max} per connection)");
             return control::error(2, &msg, Some(id));
         }
         for stream in fresh {
