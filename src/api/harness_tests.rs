@@ -349,6 +349,13 @@ fn handshake_refusals_are_http_errors() {
             other => panic!("{path}: {other:?}"),
         }
     }
+    // ccxt's connection labels are no streams.
+    let mut labelled = h.ws("/market/ws/0");
+    send(&mut labelled, r#"{"method":"LIST_SUBSCRIPTIONS","id":1}"#);
+    assert_eq!(
+        next(&mut labelled),
+        serde_json::json!({"result": [], "id": 1})
+    );
     let (status, body) = h.get("/fapi/v1/klines?symbol=BTCUSDT&interval=1s&limit=1501");
     assert_eq!((status, body["code"].as_i64()), (400, Some(-1130)));
     let (status, body) = h.get("/fapi/v1/klines?symbol=BTCUSDT&interval=1s&startTime=x");

@@ -1,7 +1,8 @@
 //! The WebSocket opening handshake (on the gateway's connection thread `api-http-N`): route the
 //! path (`/market/ws`, `/market/ws/<stream>/…`, `/market/stream?streams=…`; the same without
 //! `/market`), validate the streams, reserve a connection slot, answer 101 and hand the socket to
-//! the push thread. Refusals are HTTP answers with a Binance-style JSON body: 400 for a bad
+//! the push thread. Parts of a `/ws/…` path without an `@` are connection labels, not streams
+//! (ccxt opens `/market/ws/0`), and are ignored as Binance does. Refusals are HTTP answers with a Binance-style JSON body: 400 for a bad
 //! stream, 404 for an unknown path, 503 when the connection limit is reached.
 
 use std::io::Write;
@@ -36,7 +37,15 @@ pub fn route(request: &HttpRequest, api: &ApiState) -> Result<Route, HttpRespons
             (true, split_streams(list))
         }
         _ => match path.strip_prefix("/ws/") {
-            Some(list) => (false, split_streams(&http::percent_decode(list))),
+            // Path parts that are no stream name at all (ccxt connects to `/ws/0`, `/ws/1`, …
+            // as connection labels, which Binance ignores) are ignored too.
+            Some(list) => {
+                let names = split_streams(&http::percent_decode(list));
+                (
+                    false,
+                    names.into_iter().filter(|n| n.contains('@')).collect(),
+                )
+            }
             None => {
                 return Err(error_response(
                     404,
