@@ -298,3 +298,175 @@ fn rest_and_stream_klines_equal_the_simulator_for_1s_and_1m() {
     writer.shutdown(Duration::from_secs(5)).ok();
     sim.shutdown();
 }
+
+/// Trades the simulator published for `names` with trade times in `[from, to)`.
+fn sim_trades(sim: &SimHandle, names: &[String], from: i64, to: i64) -> u64 {
+    names
+        .iter()
+        .map(|n| {
+            let trades = sim.trades(n);
+            trades
+                .iter()
+                .filter(|t| t.time_ms >= from && t.time_ms < to)
+                .count() as u64
+        })
+        .sum()
+}
+
+fn trades_applied(app: &RunningApp) -> u64 {
+    app.shards
+        .iter()
+        .map(|h| h.counters.snapshot().trades_applied)
+        .sum()
+}
+
+/// Trades applied by the engine over `window`, as a fraction of what the simulator published.
+fn keep_up_ratio(app: &RunningApp, sim: &SimHandle, names: &[String], window: Duration) -> f64 {
+    let (t0, applied0) = (epoch_ms(), trades_applied(app));
+    std::thread::sleep(window);
+    let (t1, applied1) = (epoch_ms(), trades_applied(app));
+    // Trades published in the window reach the engine within a few ms; allow the edges.
+    std::thread::sleep(Duration::from_millis(300));
+    let published = sim_trades(sim, names, t0, t1).max(1);
+    (applied1 - applied0) as f64 / published as f64
+}
+
+fn ws_connect(app: &RunningApp, path: &str) -> Ws {
+    let (ws, _) = tungstenite::connect(format!("ws://{}{path}", app.listen)).unwrap();
+    ws
+}
+
+/// Misbehaving clients connect while a good one listens: clients that never read, a SUBSCRIBE
+/// flood, malformed HTTP and WebSocket frames, a half-sent request head. The engine keeps
+/// applying every trade, the good client gets every closed kline in time, REST answers.
+#[test]
+fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
+    use std::io::{Read, Write};
+    let sim = start_sim(20, 2_000);
+    let (app, writer) = start_engine(&sim, "1s,1m", temp_db("misbehaving"));
+    wait_for("all active", || app.status.all_active_ms().is_some());
+    let names: Vec<String> = sim.symbols().iter().map(|s| s.name.clone()).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let baseline = keep_up_ratio(&app, &sim, &names, Duration::from_secs(4));
+    let (good, _) = tungstenite::connect(format!(
+        "ws://{}/market/stream?streams=btcusdt@kline_1s",
+        app.listen
+    ))
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let finals = record_finals(good, stop.clone());
+    let started = epoch_ms();
+    // Five clients subscribed to every stream that never read.
+    let all: Vec<String> = names
+        .iter()
+        .flat_map(|n| {
+            let lower = n.to_lowercase();
+            [format!("{lower}@kline_1s"), format!("{lower}@kline_1m")]
+        })
+        .collect();
+    let deaf: Vec<Ws> = (0..5)
+        .map(|_| ws_connect(&app, &format!("/market/ws/{}", all.join("/"))))
+        .collect();
+    // A SUBSCRIBE flood: closed with 1008 after 10 messages in a second.
+    let mut flood = ws_connect(&app, "/market/ws");
+    for i in 0..100 {
+        let text = format!(
+            r#"{{"method":"SUBSCRIBE","params":["{}"],"id":{i}}}"#,
+            all[i % all.len()]
+        );
+        if flood.send(Message::text(text)).is_err() {
+            break;
+        }
+    }
+    // Malformed: garbage instead of HTTP, an unmasked WebSocket frame, a half-sent head.
+    let mut garbage = TcpStream::connect(app.listen).unwrap();
+    garbage.write_all(b"\x00\x01\x02 nonsense\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = garbage.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let mut unmasked = ws_connect(&app, "/market/ws");
+    if let MaybeTlsStream::Plain(s) = unmasked.get_mut() {
+        s.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    }
+    let mut half = TcpStream::connect(app.listen).unwrap();
+    half.write_all(b"GET /fapi/v1/klines?symbol=BTC").unwrap();
+    // While they are connected: REST answers quickly, and the engine keeps up.
+    let asked = Instant::now();
+    let rows = get_json(&format!(
+        "http://{}/fapi/v1/klines?symbol=BTCUSDT&interval=1s&limit=500",
+        app.listen
+    ));
+    let rest_ms = asked.elapsed().as_millis();
+    assert!(rows.as_array().is_some_and(|r| !r.is_empty()));
+    let during = keep_up_ratio(&app, &sim, &names, Duration::from_secs(6));
+    let mut flood_closed = false;
+    for _ in 0..200 {
+        match flood.read() {
+            Ok(Message::Close(frame)) => {
+                flood_closed = frame.is_some_and(|f| u16::from(f.code) == 1008);
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let unmasked_closed = loop {
+        match unmasked.read() {
+            Ok(Message::Close(frame)) => break frame.is_some_and(|f| u16::from(f.code) == 1002),
+            Ok(_) => {}
+            Err(_) => break true,
+        }
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(300));
+    let to = (epoch_ms() / 1_000 - 3) * 1_000;
+    let from = (started / 1_000 + 1) * 1_000;
+    let finals = finals.lock().clone();
+    let mut delays = assert_stream_equal(&sim, &finals, "BTCUSDT", "1s", from, to);
+    delays.sort_unstable();
+    let p99 = percentile(&delays, 0.99);
+    let metrics = ureq::get(format!("http://{}/metrics", app.listen))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "trades applied / published: baseline {baseline:.3}, with misbehaving clients {during:.3}; \
+         good client: {} closed 1s klines, p99 {p99} ms after the period end; REST {rest_ms} ms; \
+         closed for rate {}, protocol {}; events dropped {}",
+        delays.len(),
+        metric("klagg_api_ws_closed_rate"),
+        metric("klagg_api_ws_closed_protocol"),
+        metric("klagg_api_events_dropped"),
+    );
+    assert!(
+        baseline > 0.95 && during > 0.95,
+        "engine fell behind: {baseline:.3} → {during:.3}"
+    );
+    assert!(
+        delays.len() >= 5,
+        "good client got {} closed klines",
+        delays.len()
+    );
+    assert!(p99 <= 2_000, "good client p99 {p99} ms");
+    assert!(rest_ms < 2_000, "REST took {rest_ms} ms");
+    assert!(flood_closed, "the flooder was not closed");
+    assert!(unmasked_closed, "the unmasked client was not closed");
+    assert!(metric("klagg_api_ws_closed_rate") >= 1);
+    assert!(metric("klagg_http_bad_requests") >= 1);
+    drop(deaf);
+    drop(half);
+    app.stop(klagg::shutdown::StopReason::RunFor);
+    writer.shutdown(Duration::from_secs(5)).ok();
+    sim.shutdown();
+}
