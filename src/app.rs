@@ -1,9 +1,12 @@
-//! `klagg run` (main thread): the igniter. Flags → config → logging → the API listener (first,
-//! so it answers within milliseconds) → the simulator for `--venue sim` → shards → dispatcher →
-//! SymbolManager → watchdog; then it waits for SIGINT/SIGTERM, `--run-for` or a fatal health
-//! state, and shuts down within `SHUTDOWN_DEADLINE_MS` (shards flush their outboxes, threads
-//! are joined). Exit codes: 0 after a signal or `--run-for`, 1 after a fatal error, 2 for bad
-//! flags.
+//! `klagg run` (main thread): the igniter. Flags → config → the kline store opened (`--db`; a
+//! bad file is a clear error before anything slow) → logging → the store writer thread → the
+//! API listener (so it answers within milliseconds) → the simulator for `--venue sim` → shards
+//! (their kline output goes to the store writer) → dispatcher → SymbolManager (registers
+//! symbols with the store, runs the history thread) → watchdog; then it waits for
+//! SIGINT/SIGTERM, `--run-for` or a fatal health state, and shuts down within
+//! `SHUTDOWN_DEADLINE_MS`: shards and control threads stop first (shards flush their outboxes),
+//! then the store writer commits everything and exits. Exit codes: 0 after a signal or
+//! `--run-for`, 1 after a fatal error (a bad database included), 2 for bad flags.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -20,6 +23,7 @@ use klagg_shards::shard::{KlineSink, ShardConfig, ShardOutputs, ShardThread, spa
 use slog::{Logger, info, o, warn};
 
 use crate::activation_dispatcher::{Dispatcher, DispatcherCore, DispatcherHealth, HandleLink};
+use crate::app_store;
 use crate::clock::{ProcessStart, SystemClock};
 use crate::config::{Config, RunArgs, Venue};
 use crate::constants::{ACK_CHANNEL_CAPACITY, ACTIVATION_CHANNEL_CAPACITY, SHUTDOWN_DEADLINE_MS};
@@ -46,6 +50,8 @@ pub enum AppError {
     Shard { shard: u16, reason: String },
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// What other components plug into `start_app`: the store and the Binance-compatible API add
@@ -66,6 +72,10 @@ pub struct AppExtensions {
     /// Told every symbol (index, name, scales) before its first activation (e.g. the store's
     /// `RegisterSymbol`). Bounded channels; a full one misses the message (counted).
     pub symbol_listeners: Vec<crossbeam_channel::Sender<klagg_shards::protocol::SymbolSpec>>,
+    /// The kline store (`klagg run` opens `--db` and passes it here): its writer gets every
+    /// shard's klines, symbols are registered with it, history and repairs run, and its
+    /// `StoreView` is added to `gateway_state`. `None` runs without a store.
+    pub store: Option<crate::store::Store>,
 }
 
 impl std::fmt::Debug for AppExtensions {
@@ -73,6 +83,10 @@ impl std::fmt::Debug for AppExtensions {
         f.debug_struct("AppExtensions")
             .field("kline_sinks", &self.kline_sinks.len())
             .field("reporters", &self.reporters.len())
+            .field(
+                "store",
+                &self.store.as_ref().map(|s| s.path().to_path_buf()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -90,6 +104,9 @@ pub struct RunningApp {
     pub shards: Vec<ShardHandle>,
     pub shutdown: Shutdown,
     pub log: Logger,
+    /// The kline store's counters, health and readers (when one is attached).
+    pub store: Option<Arc<crate::store::StoreView>>,
+    store_runtime: Option<app_store::StoreRuntime>,
     shard_threads: Vec<ShardThread>,
     threads: Vec<(String, JoinHandle<()>)>,
     sim: Option<klagg_bench::sim::SimHandle>,
@@ -105,8 +122,19 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let store = match crate::store::Store::open(&config.db_path) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("klagg run: error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let log = crate::log::build(config.log_format, config.log_level);
-    let app = match start_app(config.clone(), start, &log.root, AppExtensions::default()) {
+    let extensions = AppExtensions {
+        store: Some(store),
+        ..AppExtensions::default()
+    };
+    let app = match start_app(config.clone(), start, &log.root, extensions) {
         Ok(app) => app,
         Err(error) => {
             eprintln!("klagg run: error: {error}");
@@ -145,6 +173,7 @@ pub fn start_app(
     mut extensions: AppExtensions,
 ) -> Result<RunningApp, AppError> {
     let api = crate::api::Api::install(&config, &mut extensions)?;
+    let store = attach_store(&config, &mut extensions, log)?;
     let boards = Boards {
         shutdown: Shutdown::new(),
         status: Arc::new(StatusBoard::new(start)),
@@ -162,8 +191,6 @@ pub fn start_app(
         boards.budget.clone(),
         boards.shutdown.clone(),
     )?;
-    info!(log, "store"; "db" => config.db_path.display().to_string(),
-        "note" => "the SQLite store attaches through AppExtensions");
     let (report_tx, report_rx) = bounded(SHARD_REPORT_CAPACITY);
     let (shard_threads, sink) =
         start_shards(&config, extensions.kline_sinks, report_tx, &boards, log)?;
@@ -177,7 +204,10 @@ pub fn start_app(
         &rest,
         activation_tx,
         report_rx,
-        extensions.symbol_listeners,
+        (
+            extensions.symbol_listeners,
+            store.as_ref().map(|s| s.link.clone()),
+        ),
         &boards,
         log,
     )?;
@@ -208,18 +238,46 @@ pub fn start_app(
         shards,
         shutdown: boards.shutdown,
         log: log.clone(),
+        store: store.as_ref().map(|s| s.view.clone()),
+        store_runtime: store,
         shard_threads,
         threads,
         sim,
     })
 }
 
+/// Start the store writer when a store was given: its sink, reporter and view join the
+/// extensions.
+fn attach_store(
+    config: &Config,
+    extensions: &mut AppExtensions,
+    log: &Logger,
+) -> Result<Option<app_store::StoreRuntime>, AppError> {
+    let Some(store) = extensions.store.take() else {
+        return Ok(None);
+    };
+    let (runtime, sink) = app_store::start(store, config)?;
+    extensions.kline_sinks.push(sink);
+    extensions.reporters.push(runtime.reporter());
+    extensions.gateway_state.push(runtime.view.clone());
+    info!(log, "store writer started"; "db" => runtime.view.path().display().to_string(),
+        "history_bars" => config.store.history_bars,
+        "snapshot_ms" => config.store.snapshot_interval.as_millis() as u64);
+    Ok(Some(runtime))
+}
+
+/// Symbol announcements for `AppExtensions::symbol_listeners`, and the store's link.
+type ManagerHooks = (
+    Vec<crossbeam_channel::Sender<klagg_shards::protocol::SymbolSpec>>,
+    Option<crate::symbol_manager::history::StoreLink>,
+);
+
 fn start_symbol_manager(
     config: &Config,
     rest: &RestClient,
     activation_tx: crossbeam_channel::Sender<crate::activation_dispatcher::DispatcherCmd>,
     report_rx: Receiver<klagg_shards::protocol::ShardReport>,
-    listeners: Vec<crossbeam_channel::Sender<klagg_shards::protocol::SymbolSpec>>,
+    (listeners, store): ManagerHooks,
     boards: &Boards,
     log: &Logger,
 ) -> Result<(Vec<Named>, Arc<crate::symbol_manager::backfiller::JobQueue>), AppError> {
@@ -233,6 +291,7 @@ fn start_symbol_manager(
         control_core: config.control_core,
         detector: true,
         listeners,
+        store,
     };
     let manager = symbol_manager::spawn(
         manager_config,
@@ -459,6 +518,11 @@ impl RunningApp {
         let reason = self.shutdown.reason().unwrap_or(StopReason::Signal);
         info!(self.log, "stopping"; "reason" => format!("{reason:?}"));
         let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DEADLINE_MS);
+        // The store writer stops last, with time kept for its final commit.
+        let threads_deadline = match self.store_runtime {
+            Some(_) => deadline - app_store::STORE_SHUTDOWN_RESERVE,
+            None => deadline,
+        };
         for shard in &self.shard_threads {
             let _ = shard.handle.try_send(ShardCmd::Shutdown);
         }
@@ -468,9 +532,15 @@ impl RunningApp {
             .into_iter()
             .map(|s| (format!("shard-{:02}", s.handle.id.0), s.join));
         for (name, handle) in self.threads.into_iter().chain(shard_joins) {
-            if join_until(handle, deadline).is_err() {
+            if join_until(handle, threads_deadline).is_err() {
                 late.push(name);
             }
+        }
+        if let Some(store) = self.store_runtime {
+            store.stop(
+                deadline.saturating_duration_since(Instant::now()),
+                &self.log,
+            );
         }
         if let Some(sim) = self.sim {
             sim.shutdown();

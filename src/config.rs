@@ -13,6 +13,9 @@ use serde::Deserialize;
 use crate::constants::{
     BACKFILL_CONCURRENCY_MAX, EXCHANGE_INFO_REFRESH_MS, SHARDS_MAX, SYMBOLS_MAX,
 };
+use crate::store::{HISTORY_BARS_DEFAULT, HISTORY_BARS_MAX};
+use crate::symbol_manager::history::HISTORY_WEIGHT_PERCENT_DEFAULT;
+use crate::symbol_manager::repair::REPAIR_PERIODS_MAX_DEFAULT;
 
 /// Binance USD-M production REST base.
 pub const BINANCE_REST_URL: &str = "https://fapi.binance.com";
@@ -96,6 +99,28 @@ pub struct RunArgs {
     /// `--venue sim`: request-weight limit per minute [default: 2400].
     #[arg(long, value_name = "N")]
     pub sim_weight_limit: Option<u64>,
+    /// Closed klines kept per interval and symbol, fetched after the symbol is live; 0 turns
+    /// the history backfill off [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub history_bars: Option<u32>,
+    /// Share of the REST weight allowance per minute that history and repairs may use, in
+    /// percent (activation packages may use all of it) [default: 50].
+    #[arg(long, value_name = "PERCENT")]
+    pub history_weight_percent: Option<u64>,
+    /// Whether the venue serves 1s klines over REST (Binance futures does not; 1s history and
+    /// repairs are skipped then) [default: true with --venue sim, else false].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub rest_1s: Option<bool>,
+    /// How often the open klines are written to the store [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub snapshot_interval: Option<String>,
+    /// The most periods per interval one repair fetches again after a gap [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub repair_max_periods: Option<u32>,
+    /// Also re-fetch the periods of every activation, whose live klines miss the trades
+    /// between the initial package and the subscription [default: true].
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub repair_activations: Option<bool>,
 }
 
 /// Why a configuration was refused.
@@ -173,6 +198,31 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: slog::Level,
     pub exchange_info_refresh_ms: i64,
+    /// The store: history, snapshots and repairs.
+    pub store: StoreSettings,
+}
+
+/// Settings of the kline store (`--history-bars`, `--history-weight-percent`,
+/// `--snapshot-interval`, `--repair-max-periods`, `--repair-activations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub history_bars: u32,
+    pub history_weight_percent: u64,
+    pub snapshot_interval: Duration,
+    pub repair_max_periods: u32,
+    pub repair_activations: bool,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            history_bars: HISTORY_BARS_DEFAULT,
+            history_weight_percent: HISTORY_WEIGHT_PERCENT_DEFAULT,
+            snapshot_interval: Duration::from_secs(1),
+            repair_max_periods: REPAIR_PERIODS_MAX_DEFAULT,
+            repair_activations: true,
+        }
+    }
 }
 
 impl RunArgs {
@@ -214,6 +264,12 @@ impl RunArgs {
             sim_seed: self.sim_seed.or(file.sim_seed),
             sim_rest_latency_ms: self.sim_rest_latency_ms.or(file.sim_rest_latency_ms),
             sim_weight_limit: self.sim_weight_limit.or(file.sim_weight_limit),
+            history_bars: self.history_bars.or(file.history_bars),
+            history_weight_percent: self.history_weight_percent.or(file.history_weight_percent),
+            rest_1s: self.rest_1s.or(file.rest_1s),
+            snapshot_interval: self.snapshot_interval.or(file.snapshot_interval),
+            repair_max_periods: self.repair_max_periods.or(file.repair_max_periods),
+            repair_activations: self.repair_activations.or(file.repair_activations),
         }
     }
 
@@ -229,7 +285,8 @@ impl RunArgs {
             ));
         }
         Ok(Config {
-            rest_has_1s: matches!(venue, Venue::Sim(_)),
+            rest_has_1s: self.rest_1s.unwrap_or(matches!(venue, Venue::Sim(_))),
+            store: self.resolve_store()?,
             venue,
             rest_url,
             ws_url,
@@ -352,6 +409,50 @@ impl RunArgs {
         Ok(SymbolFilter {
             only,
             max: self.max_symbols,
+        })
+    }
+
+    fn resolve_store(&self) -> Result<StoreSettings, ConfigError> {
+        let defaults = StoreSettings::default();
+        let history_bars = self.history_bars.unwrap_or(defaults.history_bars);
+        if history_bars > HISTORY_BARS_MAX {
+            return Err(invalid(
+                "history-bars",
+                format!("must be 0..={HISTORY_BARS_MAX}"),
+            ));
+        }
+        let percent = self
+            .history_weight_percent
+            .unwrap_or(defaults.history_weight_percent);
+        if !(1..=100).contains(&percent) {
+            return Err(invalid("history-weight-percent", "must be 1..=100"));
+        }
+        let snapshot_interval = match self.snapshot_interval.as_deref() {
+            Some(text) => parse_duration("snapshot-interval", text)?,
+            None => defaults.snapshot_interval,
+        };
+        if snapshot_interval < Duration::from_millis(100)
+            || snapshot_interval > Duration::from_secs(60)
+        {
+            return Err(invalid("snapshot-interval", "must be 100ms..=60s"));
+        }
+        let repair_max_periods = self
+            .repair_max_periods
+            .unwrap_or(defaults.repair_max_periods);
+        if repair_max_periods == 0 || repair_max_periods > HISTORY_BARS_MAX {
+            return Err(invalid(
+                "repair-max-periods",
+                format!("must be 1..={HISTORY_BARS_MAX}"),
+            ));
+        }
+        Ok(StoreSettings {
+            history_bars,
+            history_weight_percent: percent,
+            snapshot_interval,
+            repair_max_periods,
+            repair_activations: self
+                .repair_activations
+                .unwrap_or(defaults.repair_activations),
         })
     }
 
@@ -528,12 +629,25 @@ mod tests {
         assert!(config.run_for.is_none());
         assert!(!config.rest_has_1s);
         assert_eq!(config.log_level, slog::Level::Info);
+        assert_eq!(config.store, StoreSettings::default());
+        assert_eq!(config.store.history_bars, 1000);
+        assert_eq!(config.store.snapshot_interval, Duration::from_secs(1));
     }
 
     #[test]
     fn bad_flags_name_the_flag() {
         type Case = (fn(&mut RunArgs), &'static str);
-        let cases: [Case; 9] = [
+        let cases: [Case; 13] = [
+            (|a| a.history_bars = Some(2_000_000), "--history-bars"),
+            (
+                |a| a.history_weight_percent = Some(0),
+                "--history-weight-percent",
+            ),
+            (
+                |a| a.snapshot_interval = Some("10ms".into()),
+                "--snapshot-interval",
+            ),
+            (|a| a.repair_max_periods = Some(0), "--repair-max-periods"),
             (|a| a.venue = Some("kraken".into()), "--venue"),
             (|a| a.intervals = Some("1m,7m".into()), "--intervals"),
             (|a| a.intervals = Some("1m,1m".into()), "--intervals"),

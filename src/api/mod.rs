@@ -242,7 +242,7 @@ impl Api {
     }
 
     /// Prepare the API for `klagg run` and plug it into `extensions`: its kline sink, routes and
-    /// state. The store is read from `config.db_path`.
+    /// state. REST reads the attached store (`extensions.store`, when there is one).
     ///
     /// # Errors
     /// The push thread's poll could not be created.
@@ -250,11 +250,8 @@ impl Api {
         config: &crate::config::Config,
         extensions: &mut crate::app::AppExtensions,
     ) -> std::io::Result<Api> {
-        let api = Api::new(
-            &config.intervals,
-            extensions.registry.clone(),
-            Some(config.db_path.clone()),
-        )?;
+        let db = extensions.store.as_ref().map(|s| s.path().to_path_buf());
+        let api = Api::new(&config.intervals, extensions.registry.clone(), db)?;
         extensions.kline_sinks.push(api.sink());
         let router = std::mem::take(&mut extensions.router);
         extensions.router = router.merge(Api::router());

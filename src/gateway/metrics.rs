@@ -60,6 +60,10 @@ pub fn render(ctx: &GatewayContext) -> String {
         gauge(&mut registry, name, help, value);
     }
     shard_families(&mut registry, ctx);
+    // The kline store's gauges (writer, history, repairs), when a store is attached.
+    if let Some(store) = ctx.state::<crate::store::StoreView>() {
+        store.register_metrics(&mut registry);
+    }
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     text

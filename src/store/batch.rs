@@ -22,7 +22,8 @@ macro_rules! rank_sql {
         concat!(
             "(CASE ",
             $table,
-            ".source WHEN 'flat_fill' THEN 0 WHEN 'rest' THEN 2 ELSE 1 + 2 * ",
+            ".source WHEN 'flat_fill' THEN 0 WHEN 'rest' THEN 2 WHEN 'repair' THEN 4 \
+             ELSE 1 + 2 * ",
             $table,
             ".closed END)"
         )
@@ -46,6 +47,11 @@ const UPSERT_KLINE_SQL: &str = concat!(
     " >= ",
     rank_sql!("klines")
 );
+
+/// The stored values a repair is compared with (the REST fields and `closed`).
+const SELECT_REPAIR_SQL: &str = "SELECT close_time, open, high, low, close, volume, \
+    quote_volume, trade_count, taker_buy_volume, taker_buy_quote_volume, closed FROM klines \
+    WHERE symbol = ?1 AND interval = ?2 AND open_time = ?3";
 
 const INSERT_GAP_SQL: &str = "INSERT INTO venue_gaps (symbol, interval, first_open, last_open, \
     recorded_ms) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (symbol, interval, first_open) \
@@ -121,6 +127,10 @@ pub(crate) struct CommitStats {
     pub snapshots: u64,
     pub open_skipped: u64,
     pub gaps: u64,
+    /// Repair klines that replaced a different stored row (or filled a hole).
+    pub repaired: u64,
+    /// Repair klines equal to the stored closed row (left as it was).
+    pub confirmed: u64,
 }
 
 /// Applies writes in one transaction (owns the text buffers reused for every row).
@@ -233,8 +243,14 @@ impl Batcher {
                 stats.refused += 1;
             } else if kline.close_time_ms >= now_ms {
                 stats.open_skipped += 1;
-            } else {
+            } else if source != Source::Repair {
                 self.upsert(tx, &row, kline, now_ms, stats)?;
+            } else if self.equals_stored(tx, &row, kline)? {
+                stats.confirmed += 1;
+            } else {
+                let written = stats.written;
+                self.upsert(tx, &row, kline, now_ms, stats)?;
+                stats.repaired += stats.written - written;
             }
         }
         if let Some(request) = request {
@@ -244,6 +260,42 @@ impl Batcher {
             }
         }
         Ok(())
+    }
+
+    /// True when the stored row of `kline`'s period is closed and has its REST fields.
+    fn equals_stored(
+        &mut self,
+        tx: &Transaction<'_>,
+        row: &Row<'_>,
+        kline: &Kline,
+    ) -> Result<bool, rusqlite::Error> {
+        self.text.encode(kline, row.symbol.scales);
+        let text = &self.text;
+        let mut statement = tx.prepare_cached(SELECT_REPAIR_SQL)?;
+        let key = params![&*row.symbol.name, row.interval.as_str(), kline.open_time_ms];
+        let mut rows = statement.query(key)?;
+        let Some(stored) = rows.next()? else {
+            return Ok(false);
+        };
+        let texts = [
+            (1, &text.open),
+            (2, &text.high),
+            (3, &text.low),
+            (4, &text.close),
+            (5, &text.volume),
+            (6, &text.quote_volume),
+            (8, &text.taker_buy_volume),
+            (9, &text.taker_buy_quote_volume),
+        ];
+        for (index, expected) in texts {
+            if stored.get_ref(index)?.as_str().ok() != Some(expected.as_str()) {
+                return Ok(false);
+            }
+        }
+        let count = i64::try_from(kline.trade_count).unwrap_or(-1);
+        Ok(stored.get::<_, i64>(0)? == kline.close_time_ms
+            && stored.get::<_, i64>(7)? == count
+            && stored.get::<_, i64>(10)? == 1)
     }
 
     fn upsert(

@@ -144,6 +144,11 @@ impl WriterHandle {
         Ok(report)
     }
 
+    /// A cloneable view of the writer (counters, health, path) that outlives this handle.
+    pub fn monitor(&self) -> super::monitor::StoreMonitor {
+        super::monitor::StoreMonitor::new(Arc::clone(&self.shared), self.path.clone())
+    }
+
     /// The writer's counters (for /metrics).
     pub fn counters(&self) -> &StoreCounters {
         &self.shared.counters

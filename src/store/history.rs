@@ -285,8 +285,50 @@ fn plan_requests(interval: Interval, runs: &[(MissingRange, u64)]) -> Vec<KlineR
     requests
 }
 
+/// The cheapest requests for the periods `first_open_ms..=last_open_ms` of `interval` (both
+/// open times, aligned), in order; none when the range is empty. Used for repairs.
+pub fn range_requests(
+    interval: Interval,
+    first_open_ms: i64,
+    last_open_ms: i64,
+) -> Vec<KlineRequest> {
+    if first_open_ms > last_open_ms {
+        return Vec::new();
+    }
+    let periods = periods_between(interval, first_open_ms, last_open_ms);
+    let run = MissingRange {
+        first_open_ms,
+        last_open_ms,
+        periods,
+        absent: periods,
+        flat_fills: 0,
+        stale_open: 0,
+        tail: false,
+    };
+    plan_requests(interval, &[(run, 0)])
+}
+
+/// The number of periods of `interval` in `first_open_ms..=last_open_ms` (open times).
+pub fn periods_between(interval: Interval, first_open_ms: i64, last_open_ms: i64) -> u64 {
+    if first_open_ms > last_open_ms {
+        return 0;
+    }
+    match interval.fixed_ms() {
+        Some(len) => u64::try_from((last_open_ms - first_open_ms) / len + 1).unwrap_or(0),
+        None => {
+            let mut count = 1u64;
+            let mut open = first_open_ms;
+            while open < last_open_ms && count <= u64::from(HISTORY_BARS_MAX) {
+                open = interval.next_open(open);
+                count += 1;
+            }
+            count
+        }
+    }
+}
+
 /// The open time `steps` periods after `open`.
-fn nth_open(interval: Interval, open: i64, steps: u64) -> i64 {
+pub fn nth_open(interval: Interval, open: i64, steps: u64) -> i64 {
     match interval.fixed_ms() {
         Some(len) => open + i64::try_from(steps).unwrap_or(i64::MAX / len) * len,
         None => (0..steps).fold(open, |at, _| interval.next_open(at)),
@@ -384,6 +426,34 @@ mod tests {
         let mut unique = fetched.clone();
         unique.dedup();
         assert_eq!(unique.len(), fetched.len(), "a period is fetched twice");
+    }
+
+    #[test]
+    fn range_requests_cover_a_range_cheapest() {
+        assert!(range_requests(Interval::M1, NOW_OPEN, NOW_OPEN - MIN).is_empty());
+        let one = range_requests(Interval::M1, NOW_OPEN, NOW_OPEN);
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            (one[0].start_ms, one[0].end_ms, one[0].limit),
+            (NOW_OPEN, NOW_OPEN, 1)
+        );
+        let first = NOW_OPEN - 1099 * MIN;
+        let many = range_requests(Interval::M1, first, NOW_OPEN);
+        let opens: Vec<i64> = (0..1100).map(|i| first + i * MIN).collect();
+        let plan = HistoryPlan {
+            symbol: String::new(),
+            interval: Interval::M1,
+            window: None,
+            missing: Vec::new(),
+            requests: many,
+        };
+        assert_requests_cover(&plan, &opens);
+        assert_eq!(plan.weight(), u32::try_from(cheapest_weight(1100)).unwrap());
+        assert_eq!(periods_between(Interval::M1, first, NOW_OPEN), 1100);
+        assert_eq!(
+            periods_between(Interval::Mo1, 1_759_276_800_000, 1_764_547_200_000),
+            3
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //!   symbol's decimal places when the row was written (`"57212.69"`, `"28425514.78940"`); times,
 //!   trade count and trade ids are `INTEGER`. Text is exact for any `i128` mantissa, round-trips
 //!   through [`codec`], and stays readable with the `sqlite3` shell. Plus `closed` (0/1),
-//!   `source` (`'live'`, `'rest'`, `'flat_fill'`, see [`Source`]) and `updated_ms`.
+//!   `source` (`'live'`, `'rest'`, `'flat_fill'`, `'repair'`, see [`Source`]) and `updated_ms`.
+//!   Version 2 added `'repair'` to the `source` check; a version-1 file is migrated in place
+//!   when the writer opens it.
 //! * `symbols`: `name` → `price_scale`, `qty_scale` (the current decimal places), so a reader
 //!   formats without the engine. A reader parses stored text at the current scales: a finer scale
 //!   reads old rows exactly; a coarser one refuses a row with non-zero digits beyond it.
@@ -20,16 +22,33 @@
 //! # Source precedence (which row wins for one period)
 //!
 //! Every write is an upsert that replaces the stored row only when its rank is at least the
-//! stored one's: `flat_fill` (0) < open `live` snapshot (1) < `rest` (2) < closed `live` (3).
-//! So a REST kline replaces flat fills and stale open snapshots (the symbol was not live when
-//! that period closed, so the venue is authoritative) but never a closed live kline (built from
-//! every trade of the period while the symbol was Active; a missed trade triggers a resync, not
-//! a wrong kline); a closed live kline (also a late correction) replaces anything; flat fills
-//! only fill holes. The outcome does not depend on the order in which writes arrive.
+//! stored one's: `flat_fill` (0) < open `live` snapshot (1) < `rest` (2) < closed `live` (3) <
+//! `repair` (4). So a REST kline replaces flat fills and stale open snapshots (the symbol was not
+//! live when that period closed, so the venue is authoritative) but never a closed live kline
+//! (built from every trade of the period while the symbol was Active); a closed live kline (also
+//! a late correction) replaces anything below it; flat fills only fill holes. A `repair` kline is
+//! the venue's kline of a period whose live kline may be incomplete: the periods around a gap
+//! (a shard reported missed trades, e.g. after a dropped connection, and the symbol was
+//! re-synchronised) and the periods of an activation (trades between the initial package and the
+//! stream subscription are not in the live kline). It replaces anything, including a closed live
+//! kline; a repair that equals the stored row (every REST field, and closed) leaves the row as it
+//! is (counted as confirmed), so a correct live row keeps its trade ids. The outcome does not
+//! depend on the order in which writes arrive.
+//!
+//! # Place in `klagg run`
+//!
+//! `klagg run` opens the store (`--db`) before anything else starts; the writer thread takes
+//! every shard's kline output (closed klines and open-kline updates) through one
+//! [`klagg_shards::shard::KlineSink`], symbols are registered by the SymbolManager before their
+//! first activation, the history thread (`crate::symbol_manager::history`) fills
+//! `--history-bars` closed klines per interval and repairs gaps, and at shutdown the shards stop
+//! first, then the writer commits everything and exits. [`StoreView`] is what other threads
+//! read: counters, health, history progress, a reader (`StoreView::reader`), and `/metrics`.
 
 pub mod codec;
 pub mod handle;
 pub mod history;
+pub mod monitor;
 pub mod reader;
 pub mod schema;
 pub mod stats;
@@ -47,6 +66,7 @@ pub use history::{
     HISTORY_BARS_DEFAULT, HISTORY_BARS_MAX, HistoryPlan, HistoryWindow, KlineRequest, MissingRange,
     klines_request_weight,
 };
+pub use monitor::{HistoryProgress, StoreMonitor, StoreReporter, StoreView};
 pub use reader::{KLINES_LIMIT_DEFAULT, KLINES_LIMIT_MAX, PeriodState, Reader, SymbolInfo};
 pub use schema::{APPLICATION_ID, OpenOptions, SCHEMA_VERSION, Store};
 pub use stats::{StoreCounters, StoreHealth, WriterReport};
@@ -63,6 +83,9 @@ pub enum Source {
     /// A flat kline recorded while the symbol was not live (a placeholder at the previous close);
     /// the history planner asks the venue for these periods again.
     FlatFill,
+    /// Fetched from the venue to correct the periods around a gap or an activation, whose live
+    /// klines may be missing trades. Always closed; ranks above closed live klines.
+    Repair,
 }
 
 impl Source {
@@ -72,6 +95,7 @@ impl Source {
             Source::Live => "live",
             Source::Rest => "rest",
             Source::FlatFill => "flat_fill",
+            Source::Repair => "repair",
         }
     }
 
@@ -81,6 +105,7 @@ impl Source {
             "live" => Some(Source::Live),
             "rest" => Some(Source::Rest),
             "flat_fill" => Some(Source::FlatFill),
+            "repair" => Some(Source::Repair),
             _ => None,
         }
     }
@@ -93,6 +118,7 @@ impl Source {
             (Source::Live, false) => 1,
             (Source::Rest, _) => 2,
             (Source::Live, true) => 3,
+            (Source::Repair, _) => 4,
         }
     }
 }
@@ -218,12 +244,13 @@ mod tests {
 
     #[test]
     fn source_names_round_trip_and_ranks_order() {
-        for source in [Source::Live, Source::Rest, Source::FlatFill] {
+        for source in [Source::Live, Source::Rest, Source::FlatFill, Source::Repair] {
             assert_eq!(Source::from_column(source.as_str()), Some(source));
         }
         assert_eq!(Source::from_column("LIVE"), None);
         assert!(Source::FlatFill.rank(true) < Source::Live.rank(false));
         assert!(Source::Live.rank(false) < Source::Rest.rank(true));
         assert!(Source::Rest.rank(true) < Source::Live.rank(true));
+        assert!(Source::Live.rank(true) < Source::Repair.rank(true));
     }
 }

@@ -11,8 +11,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use super::StoreError;
 use super::reader::Reader;
 
-/// The schema this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this build reads and writes (`PRAGMA user_version`). Version 2 allows the
+/// `'repair'` source; version 1 files are migrated when the writer opens them.
+pub const SCHEMA_VERSION: i64 = 2;
+/// The older schema this build migrates in place.
+const SCHEMA_VERSION_V1: i64 = 1;
 /// `PRAGMA application_id` of a klagg store (`"klag"` in ASCII): tells our file from other
 /// SQLite databases.
 pub const APPLICATION_ID: i64 = 0x6B6C_6167;
@@ -23,15 +26,23 @@ const STATEMENT_CACHE_CAPACITY: usize = 32;
 /// The writer's page cache, in KiB (negative `cache_size` means KiB).
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
-const SCHEMA_SQL: &str = "
-CREATE TABLE symbols (
+/// The `symbols` table.
+macro_rules! symbols_sql {
+    () => {
+        "CREATE TABLE symbols (
     name        TEXT    NOT NULL PRIMARY KEY,
     price_scale INTEGER NOT NULL CHECK (price_scale BETWEEN 0 AND 18),
     qty_scale   INTEGER NOT NULL CHECK (qty_scale BETWEEN 0 AND 18),
     updated_ms  INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
+"
+    };
+}
 
-CREATE TABLE klines (
+/// The `klines` table (version 2: `'repair'` is a source).
+macro_rules! klines_sql {
+    () => {
+        "CREATE TABLE klines (
     symbol                 TEXT    NOT NULL,
     interval               TEXT    NOT NULL,
     open_time              INTEGER NOT NULL,
@@ -48,12 +59,19 @@ CREATE TABLE klines (
     first_trade_id         INTEGER NOT NULL,
     last_trade_id          INTEGER NOT NULL,
     closed                 INTEGER NOT NULL CHECK (closed IN (0, 1)),
-    source                 TEXT    NOT NULL CHECK (source IN ('live', 'rest', 'flat_fill')),
+    source                 TEXT    NOT NULL
+                           CHECK (source IN ('live', 'rest', 'flat_fill', 'repair')),
     updated_ms             INTEGER NOT NULL,
     PRIMARY KEY (symbol, interval, open_time)
 ) STRICT, WITHOUT ROWID;
+"
+    };
+}
 
-CREATE TABLE venue_gaps (
+const SCHEMA_SQL: &str = concat!(
+    symbols_sql!(),
+    klines_sql!(),
+    "CREATE TABLE venue_gaps (
     symbol      TEXT    NOT NULL,
     interval    TEXT    NOT NULL,
     first_open  INTEGER NOT NULL,
@@ -61,7 +79,15 @@ CREATE TABLE venue_gaps (
     recorded_ms INTEGER NOT NULL,
     PRIMARY KEY (symbol, interval, first_open)
 ) STRICT, WITHOUT ROWID;
-";
+"
+);
+
+/// Version 1 → 2: rebuild `klines` with the wider `source` check (SQLite cannot alter a check).
+const MIGRATE_V1_SQL: &str = concat!(
+    "ALTER TABLE klines RENAME TO klines_v1;\n",
+    klines_sql!(),
+    "INSERT INTO klines SELECT * FROM klines_v1;\nDROP TABLE klines_v1;\n"
+);
 
 /// The tables (and some of their columns) the probe expects.
 const EXPECTED_COLUMNS: [(&str, &[&str]); 3] = [
@@ -163,6 +189,10 @@ impl Store {
         if header.is_empty_file() {
             return self.create_schema();
         }
+        if header.application_id == APPLICATION_ID && header.user_version == SCHEMA_VERSION_V1 {
+            self.migrate_v1()?;
+        }
+        let header = read_header(&self.conn).map_err(|e| self.classify(e))?;
         check_header(&self.path, &header)?;
         probe_schema(&self.conn, &self.path)?;
         if options.quick_check {
@@ -192,6 +222,21 @@ impl Store {
         run().map_err(|e| self.classify(e))?;
         let header = read_header(&self.conn).map_err(|e| self.classify(e))?;
         check_header(&self.path, &header)
+    }
+
+    /// Migrate a version-1 store in one transaction (rows are kept as they are).
+    fn migrate_v1(&self) -> Result<(), StoreError> {
+        let run = || -> Result<(), rusqlite::Error> {
+            let tx =
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            if version == SCHEMA_VERSION_V1 {
+                tx.execute_batch(MIGRATE_V1_SQL)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            tx.commit()
+        };
+        run().map_err(|e| self.classify(e))
     }
 
     fn enable_wal(&self) -> Result<(), StoreError> {
@@ -374,6 +419,45 @@ mod tests {
             .query_row("PRAGMA synchronous", [], |row| row.get(0))
             .unwrap();
         assert_eq!(sync, 1, "NORMAL");
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_with_its_rows() {
+        let dir = TempDir::new("schema-v1");
+        let conn = Connection::open(dir.db()).unwrap();
+        let v1 = SCHEMA_SQL.replace(", 'repair')", ")");
+        conn.execute_batch(&v1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO symbols VALUES ('BTCUSDT', 2, 3, 0);
+             INSERT INTO klines VALUES ('BTCUSDT', '1m', 0, 59999, '1.00', '1.00', '1.00',
+               '1.00', '0', '0', 0, '0', '0', -1, -1, 1, 'live', 0);",
+        )
+        .unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        drop(conn);
+        let store = Store::open(dir.db()).unwrap();
+        assert_eq!(
+            read_header(&store.conn).unwrap().user_version,
+            SCHEMA_VERSION
+        );
+        store
+            .conn
+            .execute("UPDATE klines SET source = 'repair'", [])
+            .unwrap();
+        let reader = store.reader().unwrap();
+        let rows = reader
+            .stored_klines(
+                "BTCUSDT",
+                klagg_shards::kline::Interval::M1,
+                None,
+                None,
+                None,
+            )
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].source, crate::store::Source::Repair);
     }
 
     #[test]

@@ -23,6 +23,11 @@ pub struct StoreCounters {
     pub snapshots_written: AtomicU64,
     /// Backfilled klines skipped because they were not closed yet.
     pub backfill_open_skipped: AtomicU64,
+    /// Repair klines that replaced a different stored row or filled a hole (klines a gap or an
+    /// activation had made wrong or left out).
+    pub rows_repaired: AtomicU64,
+    /// Repair klines equal to the stored closed row (the live kline was right).
+    pub rows_confirmed: AtomicU64,
     /// Venue-gap ranges recorded (periods the venue has no klines for).
     pub venue_gaps_recorded: AtomicU64,
     /// Committed transactions.

@@ -66,8 +66,9 @@ pub enum StoreCmd {
     },
     /// A shard's kline output (the same as on the kline channel).
     Klines(KlineMsg),
-    /// Closed klines from the venue (`source: Rest`) or flat fills recorded while the symbol was
-    /// not live (`source: FlatFill`), stored as closed under the precedence rule. `request` is
+    /// Closed klines from the venue (`source: Rest` for history, `source: Repair` to correct
+    /// periods a gap or an activation may have made wrong) or flat fills recorded while the
+    /// symbol was not live (`source: FlatFill`), stored as closed under the precedence rule. `request` is
     /// the request that fetched them, when complete: periods it covered and the venue had no
     /// kline for are recorded so the planner does not ask again. Klines not closed by the
     /// writer's clock are skipped (counted).
@@ -425,6 +426,8 @@ impl Writer {
                 StoreCounters::add(&counters.snapshots_written, stats.snapshots);
                 StoreCounters::add(&counters.backfill_open_skipped, stats.open_skipped);
                 StoreCounters::add(&counters.venue_gaps_recorded, stats.gaps);
+                StoreCounters::add(&counters.rows_repaired, stats.repaired);
+                StoreCounters::add(&counters.rows_confirmed, stats.confirmed);
                 self.committed(now, started.elapsed(), with_snapshots);
                 true
             }

@@ -119,6 +119,9 @@ pub struct PackageBuilder {
     /// Told every symbol (index, name, scales) before its first activation is sent, e.g. the
     /// store's symbol table. `try_send`: a full listener misses the message (counted).
     pub listeners: Arc<Vec<Sender<SymbolSpec>>>,
+    /// The kline store, when attached: symbols are registered with its writer before their
+    /// first activation (never missed), and every activation is passed to the history thread.
+    pub store: Option<super::history::StoreHooks>,
 }
 
 impl PackageBuilder {
@@ -133,15 +136,28 @@ impl PackageBuilder {
             plan: Arc::new(super::package::plan(intervals, rest_has_1s)),
             status,
             listeners: Arc::new(Vec::new()),
+            store: None,
         }
     }
 
-    /// Tell the listeners about `spec` (before its activation is sent).
+    /// Tell the store (waiting for room, bounded) and the listeners about `spec`, before its
+    /// activation is sent.
     pub fn announce(&self, spec: &SymbolSpec) {
+        if let Some(store) = &self.store {
+            store.register(spec);
+        }
         for listener in self.listeners.iter() {
             if listener.try_send(spec.clone()).is_err() {
                 StatusBoard::add(&self.status.announcements_dropped, 1);
             }
+        }
+    }
+
+    /// `symbol`'s activation (package taken at `taken_at_ms`) went to the dispatcher: the
+    /// store's history thread queues its repair and, after a first activation, its history.
+    pub fn activated(&self, symbol: SymbolIndex, kind: JobKind, taken_at_ms: i64) {
+        if let Some(store) = &self.store {
+            store.activated(symbol, kind, taken_at_ms);
         }
     }
 
@@ -262,6 +278,7 @@ impl Backfiller {
         if job.kind != JobKind::Resync {
             self.builder.announce(&spec);
         }
+        let (symbol, taken_at_ms) = (spec.index, initial_data.taken_at_ms);
         let cmd = DispatcherCmd::ActivateSymbol {
             symbol: spec,
             initial_data,
@@ -270,6 +287,7 @@ impl Backfiller {
         if !send_activation(&self.activation_tx, cmd, &self.shutdown) {
             return;
         }
+        self.builder.activated(symbol, job.kind, taken_at_ms);
         if job.kind == JobKind::Startup
             && self.queue.startup_remaining.fetch_sub(1, Ordering::Relaxed) == 1
         {

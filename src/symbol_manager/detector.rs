@@ -18,7 +18,7 @@ use slog::{Logger, info, warn};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
-use super::backfiller::{PackageBuilder, send_activation};
+use super::backfiller::{JobKind, PackageBuilder, send_activation};
 use super::exchange::{Listing, Ticker24h, parse_exchange_info};
 use super::registry::{Lifecycle, RegistryView};
 use crate::activation_dispatcher::DispatcherCmd;
@@ -322,12 +322,16 @@ impl Detector {
                     Lifecycle::Sent,
                 );
                 self.builder.announce(&spec);
+                let (symbol, taken_at_ms) = (spec.index, initial_data.taken_at_ms);
                 let cmd = DispatcherCmd::ActivateSymbol {
                     symbol: spec,
                     initial_data,
                     expected_trades_24h: 0,
                 };
-                send_activation(&self.activation_tx, cmd, &self.shutdown);
+                if send_activation(&self.activation_tx, cmd, &self.shutdown) {
+                    self.builder
+                        .activated(symbol, JobKind::Listing, taken_at_ms);
+                }
             }
             Err(error) => {
                 warn!(self.log, "new listing backfill failed; the refresh will retry"; "symbol" => name, "error" => error.to_string());

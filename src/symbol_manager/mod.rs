@@ -9,12 +9,19 @@
 //! queue), and the periodic exchangeInfo refresh (promotions of PENDING_TRADING symbols, new
 //! listings the detector missed, delistings → `DeactivateSymbol`). Its inboxes: `report_rx`
 //! (bounded `SHARD_REPORT_CAPACITY`, from every shard).
+//!
+//! With a kline store attached ([`SymbolManagerConfig::store`]), symbols are registered with the
+//! store writer before their first activation, and the `history` thread ([`history`]) fills the
+//! history of every activated symbol and repairs the periods that gaps (reported here) and
+//! activations may have left wrong.
 
 pub mod backfiller;
 pub mod detector;
 pub mod exchange;
+pub mod history;
 pub mod package;
 pub mod registry;
+pub mod repair;
 pub mod rest;
 
 use std::collections::HashMap;
@@ -59,6 +66,8 @@ pub struct SymbolManagerConfig {
     pub detector: bool,
     /// Told every symbol before its first activation (see `PackageBuilder::listeners`).
     pub listeners: Vec<Sender<klagg_shards::protocol::SymbolSpec>>,
+    /// The kline store: registration, history and repairs (`None`: no store).
+    pub store: Option<history::StoreLink>,
 }
 
 /// The running SymbolManager's threads.
@@ -78,6 +87,7 @@ struct Manager {
     activation_tx: Sender<DispatcherCmd>,
     report_rx: Receiver<ShardReport>,
     status: Arc<StatusBoard>,
+    store: Option<history::StoreHooks>,
     log: Logger,
     shutdown: Shutdown,
 }
@@ -105,7 +115,32 @@ pub fn spawn(
         status.clone(),
     );
     builder.listeners = Arc::new(config.listeners.clone());
+    let hooks = config
+        .store
+        .as_ref()
+        .map(|link| history::StoreHooks::new(link, shutdown.clone()));
+    builder.store = hooks.clone();
     let mut threads = Vec::new();
+    if let (Some(link), Some(hooks)) = (&config.store, &hooks) {
+        let thread = history::HistoryThread {
+            inbox: hooks.inbox(),
+            packages: queue.clone(),
+            rest: rest.clone(),
+            store: link.commands.clone(),
+            db_path: link.db_path.clone(),
+            registry: registry.clone(),
+            status: status.clone(),
+            intervals: config.intervals.clone(),
+            rest_has_1s: config.rest_has_1s,
+            settings: link.settings,
+            progress: link.progress.clone(),
+            log: log.new(o!("thread" => "history")),
+            shutdown: shutdown.clone(),
+        };
+        threads.push(spawn_control("history", config.control_core, move || {
+            thread.run();
+        })?);
+    }
     for id in 0..config.backfill_concurrency {
         let backfiller = Backfiller {
             id,
@@ -147,6 +182,7 @@ pub fn spawn(
         activation_tx,
         report_rx,
         status,
+        store: hooks,
         log: log.new(o!("thread" => "symbol-manager")),
         shutdown: shutdown.clone(),
     };
@@ -334,14 +370,19 @@ impl Manager {
             symbol,
             reason,
         } = report;
-        let live = self.registry.lifecycle(symbol) == Some(Lifecycle::Sent);
-        if live
-            && self.queue.push(Job {
-                symbol,
-                kind: JobKind::Resync,
-                attempt: 0,
-            })
-        {
+        if self.registry.lifecycle(symbol) != Some(Lifecycle::Sent) {
+            return;
+        }
+        // Noted before the job is queued: its activation (on a backfill thread) takes the note.
+        if let Some(store) = &self.store {
+            store.gap_reported(symbol, epoch_ms());
+        }
+        let job = Job {
+            symbol,
+            kind: JobKind::Resync,
+            attempt: 0,
+        };
+        if self.queue.push(job) {
             StatusBoard::add(&self.status.resyncs, 1);
             info!(self.log, "resync queued"; "symbol" => self.registry.name(symbol).as_deref().unwrap_or("?"),
                 "shard" => shard.0, "reason" => format!("{reason:?}"));

@@ -5,7 +5,10 @@
 //! reserves a request's weight before it is sent, follows `X-MBX-USED-WEIGHT-1M` from every
 //! response and allows itself `REST_WEIGHT_BUDGET_PERCENT` of the venue's limit (from
 //! exchangeInfo). A 429 pauses every caller until `Retry-After` (else the next minute); a 418
-//! (IP ban) pauses for `Retry-After` or `REST_BAN_PAUSE_DEFAULT_MS`. Transient failures (I/O,
+//! (IP ban) pauses for `Retry-After` or `REST_BAN_PAUSE_DEFAULT_MS`. Requests have a
+//! [`Priority`]: activation packages and exchangeInfo are `High` and may use the whole allowance;
+//! the history backfill and repairs are `Low` and may use only their share of it per minute
+//! (`--history-weight-percent`), so packages always find room. Transient failures (I/O,
 //! 408, 5xx) are retried with capped exponential back-off, `REST_ATTEMPTS_MAX` attempts in all.
 //! Every wait is a [`Shutdown::sleep`], so a stop request ends it at once.
 
@@ -68,7 +71,18 @@ pub struct BudgetState {
     pub limit_per_minute: u64,
     window_start_ms: i64,
     used_in_window: u64,
+    /// Weight of `Low` requests in the current window (part of `used_in_window`).
+    low_used_in_window: u64,
     paused_until_ms: i64,
+}
+
+/// Who may use the weight budget, and how much of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Activation packages, exchangeInfo: the whole allowance.
+    High,
+    /// History and repairs: at most `share_percent` of the allowance per minute.
+    Low { share_percent: u64 },
 }
 
 impl BudgetState {
@@ -77,6 +91,7 @@ impl BudgetState {
             limit_per_minute,
             window_start_ms: 0,
             used_in_window: 0,
+            low_used_in_window: 0,
             paused_until_ms: 0,
         }
     }
@@ -86,6 +101,7 @@ impl BudgetState {
         if window != self.window_start_ms {
             self.window_start_ms = window;
             self.used_in_window = 0;
+            self.low_used_in_window = 0;
         }
     }
 
@@ -110,6 +126,39 @@ impl BudgetState {
         }
         self.used_in_window += weight;
         Ok(())
+    }
+
+    /// Reserve `weight` for a request of `priority` now, or say until when to wait. A `Low`
+    /// request also needs room in its share (a request heavier than the share goes alone).
+    ///
+    /// # Errors
+    /// The time (epoch ms) to try again: the end of a pause or the next minute.
+    pub fn try_reserve_as(
+        &mut self,
+        now_ms: i64,
+        weight: u64,
+        priority: Priority,
+    ) -> Result<(), i64> {
+        let Priority::Low { share_percent } = priority else {
+            return self.try_reserve(now_ms, weight);
+        };
+        if now_ms < self.paused_until_ms {
+            return Err(self.paused_until_ms);
+        }
+        self.roll(now_ms);
+        let share = self.allowed() * share_percent.min(100) / 100;
+        let share_fits = self.low_used_in_window + weight <= share || self.low_used_in_window == 0;
+        if !share_fits {
+            return Err(self.window_start_ms + MINUTE_MS);
+        }
+        self.try_reserve(now_ms, weight)?;
+        self.low_used_in_window += weight;
+        Ok(())
+    }
+
+    /// Weight of `Low` requests in the current window.
+    pub fn low_used_in_window(&self) -> u64 {
+        self.low_used_in_window
     }
 
     /// Take the venue's count for the current window (`X-MBX-USED-WEIGHT-1M`).
@@ -256,10 +305,23 @@ impl RestClient {
     /// # Errors
     /// A non-retryable HTTP status, retries exhausted, or shutdown.
     pub fn get(&self, path_query: &str, weight: u64) -> Result<Vec<u8>, RestError> {
+        self.get_as(path_query, weight, Priority::High)
+    }
+
+    /// [`RestClient::get`] with an explicit budget [`Priority`].
+    ///
+    /// # Errors
+    /// As [`RestClient::get`].
+    pub fn get_as(
+        &self,
+        path_query: &str,
+        weight: u64,
+        priority: Priority,
+    ) -> Result<Vec<u8>, RestError> {
         let url = format!("{}{}", self.base_url, path_query);
         let mut last = String::new();
         for attempt in 1..=REST_ATTEMPTS_MAX {
-            self.reserve(weight)?;
+            self.reserve(weight, priority)?;
             if attempt > 1 {
                 self.budget.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
@@ -300,10 +362,14 @@ impl RestClient {
     }
 
     /// Wait until the budget has room for `weight`, then reserve it.
-    fn reserve(&self, weight: u64) -> Result<(), RestError> {
+    fn reserve(&self, weight: u64, priority: Priority) -> Result<(), RestError> {
         for _ in 0..BUDGET_WAITS_MAX {
             let now = epoch_ms();
-            let verdict = self.budget.state.lock().try_reserve(now, weight);
+            let verdict = self
+                .budget
+                .state
+                .lock()
+                .try_reserve_as(now, weight, priority);
             match verdict {
                 Ok(()) => {
                     let counters = &self.budget.counters;
@@ -421,6 +487,35 @@ mod tests {
         assert_eq!(budget.try_reserve(t, 1), Err(1_001 * MINUTE_MS));
         assert!(budget.try_reserve(1_001 * MINUTE_MS, 1).is_ok());
         assert_eq!(budget.used_in_window(), 1);
+    }
+
+    #[test]
+    fn low_priority_stays_within_its_share() {
+        let mut budget = BudgetState::new(100); // allowance 90
+        let t = 3 * MINUTE_MS;
+        let low = Priority::Low { share_percent: 50 };
+        for _ in 0..45 {
+            budget.try_reserve_as(t, 1, low).unwrap();
+        }
+        assert_eq!(budget.try_reserve_as(t, 1, low), Err(4 * MINUTE_MS));
+        // Packages still find the rest of the allowance.
+        for _ in 0..45 {
+            budget.try_reserve_as(t, 1, Priority::High).unwrap();
+        }
+        assert!(budget.try_reserve(t, 1).is_err());
+        assert_eq!(budget.low_used_in_window(), 45);
+        budget.try_reserve_as(4 * MINUTE_MS, 60, low).unwrap();
+        assert_eq!(
+            budget.low_used_in_window(),
+            60,
+            "a heavy request goes alone"
+        );
+        assert!(budget.try_reserve_as(4 * MINUTE_MS, 1, low).is_err());
+        // Packages used up the window: history waits even with its share untouched.
+        let mut full = BudgetState::new(100);
+        full.try_reserve(t, 90).unwrap();
+        assert!(full.try_reserve_as(t, 1, low).is_err());
+        assert_eq!(full.low_used_in_window(), 0);
     }
 
     #[test]
