@@ -18,6 +18,7 @@
 //! memory speed), and the hub never waits on the push thread (a full event channel drops the
 //! event, counted).
 
+pub mod bench;
 pub mod chart;
 pub mod hub;
 pub mod live;
