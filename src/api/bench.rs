@@ -365,7 +365,8 @@ fn latency(args: &BenchApiArgs) -> Result<Value, String> {
 
 /// Reads every socket without blocking and counts bytes until `stop`.
 fn drain_clients(streams: Vec<TcpStream>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
+    let builder = std::thread::Builder::new().name("bench-clients".into());
+    builder.spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -385,6 +386,48 @@ fn drain_clients(streams: Vec<TcpStream>, stop: Arc<AtomicBool>) -> std::thread:
         }
         total
     })
+    .expect("client thread")
+}
+
+/// CPU seconds used so far by this process's threads, by thread-name prefix (Linux
+/// `/proc/self/task/*/stat`, USER_HZ = 100).
+fn thread_cpu(prefixes: &[&str]) -> Vec<f64> {
+    let mut out = vec![0.0; prefixes.len()];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the `(comm)`: state is field 3, utime 14 and stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let cpu = (ticks(11) + ticks(12)) / 100.0;
+        for (slot, prefix) in out.iter_mut().zip(prefixes) {
+            if comm.trim().starts_with(prefix) {
+                *slot += cpu;
+            }
+        }
+    }
+    out
+}
+
+const CPU_THREADS: [&str; 5] = ["shard-00", "api-hub", "api-ws", "sim-conn", "bench-clients"];
+
+/// Trades applied per second over `seconds`, and the CPU share (cores) of [`CPU_THREADS`].
+fn measured_rate(counters: &ShardCounters, seconds: u64) -> (f64, Value) {
+    let cpu0 = thread_cpu(&CPU_THREADS);
+    let started = Instant::now();
+    let rate = applied_rate(counters, seconds);
+    let wall = started.elapsed().as_secs_f64();
+    let cpu1 = thread_cpu(&CPU_THREADS);
+    let mut shares = serde_json::Map::new();
+    for (i, name) in CPU_THREADS.iter().enumerate() {
+        shares.insert((*name).to_string(), json!((cpu1[i] - cpu0[i]) / wall));
+    }
+    (rate, Value::Object(shares))
 }
 
 fn applied_rate(counters: &ShardCounters, seconds: u64) -> f64 {
@@ -463,7 +506,7 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
     let counters = shard.handle.counters.clone();
     std::thread::sleep(Duration::from_secs(3));
     let secs = args.seconds.max(3);
-    let without = applied_rate(&counters, secs);
+    let (without, cpu_without) = measured_rate(&counters, secs);
     let mut sockets = Vec::with_capacity(args.clients);
     for client in 0..args.clients {
         let streams: Vec<String> = (0..args.streams)
@@ -490,13 +533,13 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
     let c = &rig.state.counters;
     let frames0 = ApiCounters::get(&c.ws_frames_sent);
     let t0 = Instant::now();
-    let with = applied_rate(&counters, secs);
+    let (with, cpu_with) = measured_rate(&counters, secs);
     let frames_per_s =
         (ApiCounters::get(&c.ws_frames_sent) - frames0) as f64 / t0.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let bytes = reader.join().unwrap_or(0);
     std::thread::sleep(Duration::from_secs(1));
-    let after = applied_rate(&counters, secs);
+    let (after, cpu_after) = measured_rate(&counters, secs);
     let result = json!({
         "what": "one shard fed by the simulator's firehose; trades applied per second without and with WebSocket clients reading",
         "symbols": SYMBOLS, "intervals": ["1s", "1m"], "firehose_rate": args.firehose_rate,
@@ -505,6 +548,9 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
         "trades_per_s_with_clients": with,
         "trades_per_s_after_clients": after,
         "ratio_with_to_without": with / ((without + after) / 2.0),
+        "cpu_cores_without_clients": cpu_without,
+        "cpu_cores_with_clients": cpu_with,
+        "cpu_cores_after_clients": cpu_after,
         "frames_queued_per_s_with_clients": frames_per_s,
         "bytes_read_by_clients": bytes,
         "clients_closed_slow": ApiCounters::get(&c.ws_closed_slow),

@@ -84,6 +84,7 @@ impl Hub {
     pub fn run(mut self) {
         // The thread's event loop: intentionally unbounded; bounded work per iteration.
         while !self.shutdown.is_requested() {
+            ApiCounters::beat(&self.state.counters.hub_heartbeat_ms);
             let wait = self.next_due().unwrap_or(IDLE_WAKE).min(IDLE_WAKE);
             match self.rx.recv_timeout(wait) {
                 Ok(message) => self.batch.push(message),

@@ -1,9 +1,10 @@
 //! The live klines in memory (written by the `api-hub` thread, read by REST on the gateway's
 //! connection threads): per stream the latest open kline and the last few final klines, which
-//! may not have reached the store yet. [`LiveKlines::merge`] lays them over stored rows with the
-//! rule: a closed stored row is authoritative against an open live kline; a live final kline
-//! (closed, corrected, flat) replaces any stored row; the live open kline replaces a stored open
-//! row. One mutex, taken once per batch by the hub and once per request by REST.
+//! may not have reached the store yet. [`merge`] lays them over stored rows with the store's own
+//! precedence rule (`Source::rank`): a live final kline (closed, corrected, flat) replaces a
+//! stored row of lower or equal rank (open snapshots, REST history, flat fills, live rows) but not
+//! a repair from the venue; the live open kline replaces only a stored open row. One mutex,
+//! taken once per batch by the hub and once per request by REST.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -12,6 +13,7 @@ use klagg_shards::protocol::KlineMsg;
 use parking_lot::Mutex;
 
 use super::StreamKey;
+use crate::store::Source;
 
 /// Final klines kept per stream (covers the store's write delay: closed klines are on disk
 /// within about a second).
@@ -148,11 +150,11 @@ pub fn skip_periods(interval: klagg_shards::kline::Interval, open_ms: i64, n: u6
     }
 }
 
-/// Lay `overlay` over `stored` (ascending, each `(kline, closed)`) and apply the klines
+/// Lay `overlay` over `stored` (ascending, each with its `Source::rank`) and apply the klines
 /// endpoint's window: open times in `[start, end]`, with a start the first `limit`, otherwise
 /// the last `limit`.
 pub fn merge(
-    stored: Vec<(Kline, bool)>,
+    stored: Vec<(Kline, u8)>,
     overlay: &Overlay,
     start_ms: Option<i64>,
     end_ms: Option<i64>,
@@ -163,17 +165,16 @@ pub fn merge(
     let live = overlay
         .finals
         .iter()
-        .map(|k| (*k, true))
-        .chain(overlay.open.map(|k| (k, false)));
-    for (kline, final_kline) in live {
+        .map(|k| (*k, Source::Live.rank(true)))
+        .chain(overlay.open.map(|k| (k, Source::Live.rank(false))));
+    for (kline, rank) in live {
         if kline.open_time_ms < low || kline.open_time_ms > high {
             continue;
         }
         match rows.binary_search_by_key(&kline.open_time_ms, |(k, _)| k.open_time_ms) {
-            // A final live kline replaces anything; the open one only an open stored row.
-            Ok(at) if final_kline || !rows[at].1 => rows[at] = (kline, final_kline),
+            Ok(at) if rank >= rows[at].1 => rows[at] = (kline, rank),
             Ok(_) => {}
-            Err(at) => rows.insert(at, (kline, final_kline)),
+            Err(at) => rows.insert(at, (kline, rank)),
         }
     }
     let rows = rows.into_iter().map(|(k, _)| k);
@@ -256,7 +257,12 @@ mod tests {
 
     #[test]
     fn merge_follows_the_precedence_and_the_window() {
-        let stored = vec![(k(0, 1), true), (k(MIN, 2), true), (k(2 * MIN, 3), false)];
+        let (closed, open) = (Source::Live.rank(true), Source::Live.rank(false));
+        let stored = vec![
+            (k(0, 1), closed),
+            (k(MIN, 2), closed),
+            (k(2 * MIN, 3), open),
+        ];
         let overlay = Overlay {
             finals: vec![k(MIN, 20)],
             open: Some(k(3 * MIN, 40)),
@@ -294,6 +300,11 @@ mod tests {
         );
         let bounded = merge(stored, &overlay, None, Some(2 * MIN), 10);
         assert_eq!(bounded.len(), 3);
+        // A repair from the venue outranks the live kline.
+        let repaired = vec![(k(MIN, 7), Source::Repair.rank(true))];
+        assert_eq!(merge(repaired, &overlay, None, None, 10)[0].close, 7);
+        let history = vec![(k(MIN, 7), Source::Rest.rank(true))];
+        assert_eq!(merge(history, &overlay, None, None, 10)[0].close, 20);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod ws;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -162,6 +162,9 @@ pub struct ApiCounters {
     pub rest_klines: AtomicU64,
     pub rest_errors: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Epoch ms of the hub's and the push thread's last loop.
+    pub hub_heartbeat_ms: AtomicI64,
+    pub push_heartbeat_ms: AtomicI64,
 }
 
 impl ApiCounters {
@@ -171,6 +174,37 @@ impl ApiCounters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Record a thread's heartbeat.
+    pub fn beat(heartbeat: &AtomicI64) {
+        heartbeat.store(crate::clock::epoch_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Health of the API's threads: the hub's and the push thread's heartbeats (fatal when stale:
+/// the streams would be dead), with the client and drop counts as details.
+#[derive(Debug)]
+pub struct ApiThreadsHealth {
+    pub state: Arc<ApiState>,
+}
+
+impl crate::health::HealthReporter for ApiThreadsHealth {
+    fn name(&self) -> &str {
+        "api-streams"
+    }
+
+    fn report(&self) -> crate::health::HealthReport {
+        let c = &self.state.counters;
+        let now = crate::clock::epoch_ms();
+        let oldest = c
+            .hub_heartbeat_ms
+            .load(Ordering::Relaxed)
+            .min(c.push_heartbeat_ms.load(Ordering::Relaxed));
+        crate::health::heartbeat_report(now, oldest, true)
+            .detail("ws_clients", ApiCounters::get(&c.ws_clients))
+            .detail("events_dropped", ApiCounters::get(&c.events_dropped))
+            .detail("ws_closed_slow", ApiCounters::get(&c.ws_closed_slow))
     }
 }
 
@@ -223,13 +257,16 @@ impl Api {
     ) -> std::io::Result<Api> {
         let (klines_tx, klines_rx) = bounded(KLINE_OUT_CAPACITY);
         let (push_handle, push) = ws::PushParts::new()?;
+        let counters = ApiCounters::default();
+        ApiCounters::beat(&counters.hub_heartbeat_ms);
+        ApiCounters::beat(&counters.push_heartbeat_ms);
         let state = Arc::new(ApiState {
             intervals: intervals.to_vec(),
             registry,
             live: LiveKlines::default(),
             readers: ReaderPool::new(db),
             interest: Interest::default(),
-            counters: ApiCounters::default(),
+            counters,
             limits,
             push: push_handle,
         });
@@ -257,6 +294,9 @@ impl Api {
         let router = std::mem::take(&mut extensions.router);
         extensions.router = router.merge(Api::router());
         extensions.gateway_state.push(api.state());
+        extensions
+            .reporters
+            .push(Arc::new(ApiThreadsHealth { state: api.state() }));
         Ok(api)
     }
 

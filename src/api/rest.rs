@@ -163,7 +163,10 @@ pub fn klines(api: &ApiState, query: &KlinesQuery) -> Result<Vec<Kline>, StoreEr
     let stored = match stored {
         None | Some(Err(StoreError::UnknownSymbol(_))) => Vec::new(),
         Some(Err(error)) => return Err(error),
-        Some(Ok(rows)) => rows.into_iter().map(|r| (r.kline, r.closed)).collect(),
+        Some(Ok(rows)) => rows
+            .into_iter()
+            .map(|r| (r.kline, r.source.rank(r.closed)))
+            .collect(),
     };
     let overlay: Overlay = api.live.overlay(query.key);
     Ok(merge(

@@ -81,6 +81,7 @@ impl Pusher {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         // The thread's event loop: intentionally unbounded; bounded work per iteration.
         while !self.shutdown.is_requested() {
+            ApiCounters::beat(&self.state.counters.push_heartbeat_ms);
             let wait = if self.more_to_read.is_empty() {
                 TICK
             } else {
