@@ -366,27 +366,28 @@ fn latency(args: &BenchApiArgs) -> Result<Value, String> {
 /// Reads every socket without blocking and counts bytes until `stop`.
 fn drain_clients(streams: Vec<TcpStream>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     let builder = std::thread::Builder::new().name("bench-clients".into());
-    builder.spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            let mut idle = true;
-            for mut stream in &streams {
-                while let Ok(n) = std::io::Read::read(&mut stream, &mut buf) {
-                    if n == 0 {
-                        break;
+    builder
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut idle = true;
+                for mut stream in &streams {
+                    while let Ok(n) = std::io::Read::read(&mut stream, &mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        total += n as u64;
+                        idle = false;
                     }
-                    total += n as u64;
-                    idle = false;
+                }
+                if idle {
+                    std::thread::sleep(Duration::from_millis(2));
                 }
             }
-            if idle {
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        total
-    })
-    .expect("client thread")
+            total
+        })
+        .expect("client thread")
 }
 
 /// CPU seconds used so far by this process's threads, by thread-name prefix (Linux
@@ -403,7 +404,12 @@ fn thread_cpu(prefixes: &[&str]) -> Vec<f64> {
         let fields: Vec<&str> = stat
             .rsplit_once(')')
             .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         let cpu = (ticks(11) + ticks(12)) / 100.0;
         for (slot, prefix) in out.iter_mut().zip(prefixes) {
             if comm.trim().starts_with(prefix) {
