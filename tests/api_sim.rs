@@ -326,12 +326,95 @@ fn ws_connect(app: &RunningApp, path: &str) -> Ws {
     ws
 }
 
+/// Clients that misbehave: five that never read (every stream), a SUBSCRIBE flood, one that
+/// sends an unmasked frame, one that sends half a request head (and garbage HTTP, answered
+/// with 400 at once).
+struct Misbehavers {
+    _deaf: Vec<Ws>,
+    flood: Ws,
+    unmasked: Ws,
+    _half: TcpStream,
+}
+
+impl Misbehavers {
+    fn connect(app: &RunningApp, names: &[String]) -> Misbehavers {
+        use std::io::{Read, Write};
+        let all: Vec<String> = names
+            .iter()
+            .flat_map(|n| {
+                let lower = n.to_lowercase();
+                [format!("{lower}@kline_1s"), format!("{lower}@kline_1m")]
+            })
+            .collect();
+        let deaf = (0..5)
+            .map(|_| ws_connect(app, &format!("/market/ws/{}", all.join("/"))))
+            .collect();
+        // Closed with 1008 after 10 messages in a second.
+        let mut flood = ws_connect(app, "/market/ws");
+        for i in 0..100 {
+            let stream = &all[i % all.len()];
+            let text = format!(r#"{{"method":"SUBSCRIBE","params":["{stream}"],"id":{i}}}"#);
+            if flood.send(Message::text(text)).is_err() {
+                break;
+            }
+        }
+        let mut garbage = TcpStream::connect(app.listen).unwrap();
+        garbage.write_all(b"\x00\x01\x02 nonsense\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = garbage.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let mut unmasked = ws_connect(app, "/market/ws");
+        if let MaybeTlsStream::Plain(s) = unmasked.get_mut() {
+            s.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+        }
+        let mut half = TcpStream::connect(app.listen).unwrap();
+        half.write_all(b"GET /fapi/v1/klines?symbol=BTC").unwrap();
+        Misbehavers {
+            _deaf: deaf,
+            flood,
+            unmasked,
+            _half: half,
+        }
+    }
+
+    /// Whether the flooder got 1008 and the unmasked client 1002 (or was dropped).
+    fn closed(&mut self) -> (bool, bool) {
+        let close_code = |ws: &mut Ws| {
+            for _ in 0..200 {
+                match ws.read() {
+                    Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+            None
+        };
+        let flood = close_code(&mut self.flood) == Some(1008);
+        let unmasked = matches!(close_code(&mut self.unmasked), Some(1002) | None);
+        (flood, unmasked)
+    }
+}
+
+/// One value of `/metrics` (0 when absent).
+fn metric(app: &RunningApp, name: &str) -> u64 {
+    let text = ureq::get(format!("http://{}/metrics", app.listen))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// Misbehaving clients connect while a good one listens: clients that never read, a SUBSCRIBE
 /// flood, malformed HTTP and WebSocket frames, a half-sent request head. The engine keeps
 /// applying every trade, the good client gets every closed kline in time, REST answers.
 #[test]
 fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
-    use std::io::{Read, Write};
     let sim = start_sim(20, 2_000);
     let db = temp_db("misbehaving");
     let app = start_engine(&sim, "1s,1m", db.clone());
@@ -347,40 +430,7 @@ fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
     let stop = Arc::new(AtomicBool::new(false));
     let finals = record_finals(good, stop.clone());
     let started = epoch_ms();
-    // Five clients subscribed to every stream that never read.
-    let all: Vec<String> = names
-        .iter()
-        .flat_map(|n| {
-            let lower = n.to_lowercase();
-            [format!("{lower}@kline_1s"), format!("{lower}@kline_1m")]
-        })
-        .collect();
-    let deaf: Vec<Ws> = (0..5)
-        .map(|_| ws_connect(&app, &format!("/market/ws/{}", all.join("/"))))
-        .collect();
-    // A SUBSCRIBE flood: closed with 1008 after 10 messages in a second.
-    let mut flood = ws_connect(&app, "/market/ws");
-    for i in 0..100 {
-        let text = format!(
-            r#"{{"method":"SUBSCRIBE","params":["{}"],"id":{i}}}"#,
-            all[i % all.len()]
-        );
-        if flood.send(Message::text(text)).is_err() {
-            break;
-        }
-    }
-    // Malformed: garbage instead of HTTP, an unmasked WebSocket frame, a half-sent head.
-    let mut garbage = TcpStream::connect(app.listen).unwrap();
-    garbage.write_all(b"\x00\x01\x02 nonsense\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    let _ = garbage.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    let mut unmasked = ws_connect(&app, "/market/ws");
-    if let MaybeTlsStream::Plain(s) = unmasked.get_mut() {
-        s.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
-    }
-    let mut half = TcpStream::connect(app.listen).unwrap();
-    half.write_all(b"GET /fapi/v1/klines?symbol=BTC").unwrap();
+    let mut bad = Misbehavers::connect(&app, &names);
     // While they are connected: REST answers quickly, and the engine keeps up.
     let asked = Instant::now();
     let rows = get_json(&format!(
@@ -390,24 +440,7 @@ fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
     let rest_ms = asked.elapsed().as_millis();
     assert!(rows.as_array().is_some_and(|r| !r.is_empty()));
     let during = keep_up_ratio(&app, &sim, &names, Duration::from_secs(6));
-    let mut flood_closed = false;
-    for _ in 0..200 {
-        match flood.read() {
-            Ok(Message::Close(frame)) => {
-                flood_closed = frame.is_some_and(|f| u16::from(f.code) == 1008);
-                break;
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    let unmasked_closed = loop {
-        match unmasked.read() {
-            Ok(Message::Close(frame)) => break frame.is_some_and(|f| u16::from(f.code) == 1002),
-            Ok(_) => {}
-            Err(_) => break true,
-        }
-    };
+    let (flood_closed, unmasked_closed) = bad.closed();
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(300));
@@ -417,20 +450,7 @@ fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
     let mut delays = assert_stream_equal(&sim, &finals, "BTCUSDT", "1s", from, to);
     delays.sort_unstable();
     let p99 = percentile(&delays, 0.99);
-    let metrics = ureq::get(format!("http://{}/metrics", app.listen))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    let metric = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let metric = |name: &str| metric(&app, name);
     eprintln!(
         "trades applied / published: baseline {baseline:.3}, with misbehaving clients {during:.3}; \
          good client: {} closed 1s klines, p99 {p99} ms after the period end; REST {rest_ms} ms; \
@@ -455,8 +475,7 @@ fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
     assert!(unmasked_closed, "the unmasked client was not closed");
     assert!(metric("klagg_api_ws_closed_rate") >= 1);
     assert!(metric("klagg_http_bad_requests") >= 1);
-    drop(deaf);
-    drop(half);
+    drop(bad);
     app.stop(klagg::shutdown::StopReason::RunFor);
     sim.shutdown();
     let _ = std::fs::remove_dir_all(db.parent().unwrap());

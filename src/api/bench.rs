@@ -443,23 +443,25 @@ fn applied_rate(counters: &ShardCounters, seconds: u64) -> f64 {
     (n1 - n0) as f64 / t0.elapsed().as_secs_f64()
 }
 
-fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
-    const SYMBOLS: usize = 200;
-    let intervals = [Interval::S1, Interval::M1];
+const FANOUT_SYMBOLS: usize = 200;
+const FANOUT_INTERVALS: [Interval; 2] = [Interval::S1, Interval::M1];
+
+/// The simulator with its firehose, and the symbols it serves as the engine names them.
+fn firehose_sim(rate: u64) -> Result<(klagg_bench::sim::SimHandle, Vec<SymbolSpec>), String> {
     let firehose = klagg_bench::sim::FirehoseConfig {
         trades_per_connection: 0,
-        rate_per_second: args.firehose_rate,
+        rate_per_second: rate,
     };
     let sim_config = klagg_bench::sim::SimConfig::default()
         .with_listen("127.0.0.1:0".to_string())
-        .with_symbols(SYMBOLS)
+        .with_symbols(FANOUT_SYMBOLS)
         .with_trade_rate(100)
         .with_firehose(Some(firehose));
     let sim = klagg_bench::sim::Sim::start(sim_config).map_err(|e| e.to_string())?;
     let specs: Vec<SymbolSpec> = sim
         .symbols()
         .into_iter()
-        .take(SYMBOLS)
+        .take(FANOUT_SYMBOLS)
         .enumerate()
         .map(|(i, s)| SymbolSpec {
             index: SymbolIndex(i as u32),
@@ -470,24 +472,26 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
             },
         })
         .collect();
-    let registry = registry_of(
-        &specs
-            .iter()
-            .map(|s| (s.name.to_string(), s.scales))
-            .collect::<Vec<_>>(),
-    );
-    let rig = Rig::start(registry, &intervals, None)?;
+    Ok((sim, specs))
+}
+
+/// One shard on `sim` with every symbol active and subscribed, its klines into `sink`.
+fn fed_shard(
+    sim: &klagg_bench::sim::SimHandle,
+    specs: &[SymbolSpec],
+    sink: klagg_shards::shard::KlineSink,
+) -> Result<klagg_shards::shard::ShardThread, String> {
     let (reports_tx, _reports_rx) = crossbeam_channel::bounded(SHARD_REPORT_CAPACITY);
-    let config = ShardConfig::new(ShardId(0), intervals.to_vec(), sim.ws_url());
+    let config = ShardConfig::new(ShardId(0), FANOUT_INTERVALS.to_vec(), sim.ws_url());
     let outputs = ShardOutputs {
-        klines: vec![rig.sink.clone()],
+        klines: vec![sink],
         reports: reports_tx,
     };
     let shard = spawn_shard(config, outputs).map_err(|e| e.to_string())?;
     let (ack_tx, ack_rx) = crossbeam_channel::bounded(specs.len());
-    for spec in &specs {
+    for spec in specs {
         let initial_data = InitialSymbolData {
-            klines: vec![None; intervals.len()],
+            klines: vec![None; FANOUT_INTERVALS.len()],
             taken_at_ms: 0,
             last_agg_id: None,
         };
@@ -497,42 +501,57 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
             activation: ActivationId(1),
             ack: ack_tx.clone(),
         };
-        shard
-            .handle
-            .try_send(ShardCmd::Worker(cmd))
-            .map_err(|_| "inbox full")?;
+        let send = |cmd| shard.handle.try_send(cmd).map_err(|_| "shard inbox full");
+        send(ShardCmd::Worker(cmd))?;
         ack_rx
             .recv_timeout(Duration::from_secs(5))
             .map_err(|_| "no ack")?;
-        shard
-            .handle
-            .try_send(ShardCmd::Ws(WsCmd::SubscribeOne(spec.index)))
-            .map_err(|_| "inbox full")?;
+        send(ShardCmd::Ws(WsCmd::SubscribeOne(spec.index)))?;
     }
-    let counters = shard.handle.counters.clone();
-    std::thread::sleep(Duration::from_secs(3));
-    let secs = args.seconds.max(3);
-    let (without, cpu_without) = measured_rate(&counters, secs);
-    let mut sockets = Vec::with_capacity(args.clients);
-    for client in 0..args.clients {
-        let streams: Vec<String> = (0..args.streams)
+    Ok(shard)
+}
+
+/// `clients` WebSocket clients with `streams` kline streams each, as non-blocking sockets.
+fn connect_clients(
+    addr: SocketAddr,
+    specs: &[SymbolSpec],
+    clients: usize,
+    streams: usize,
+) -> Result<Vec<TcpStream>, String> {
+    let n_intervals = FANOUT_INTERVALS.len();
+    let mut sockets = Vec::with_capacity(clients);
+    for client in 0..clients {
+        let names: Vec<String> = (0..streams)
             .map(|j| {
-                let n = client * args.streams + j;
-                let spec = &specs[(n / intervals.len()) % specs.len()];
-                format!(
-                    "{}@kline_{}",
-                    spec.name.to_lowercase(),
-                    intervals[n % intervals.len()]
-                )
+                let n = client * streams + j;
+                let spec = &specs[(n / n_intervals) % specs.len()];
+                let interval = FANOUT_INTERVALS[n % n_intervals];
+                format!("{}@kline_{interval}", spec.name.to_lowercase())
             })
             .collect();
-        let url = format!("ws://{}/market/ws/{}", rig.addr, streams.join("/"));
+        let url = format!("ws://{addr}/market/ws/{}", names.join("/"));
         let (ws, _) = tungstenite::connect(url).map_err(|e| e.to_string())?;
         if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.into_inner() {
             s.set_nonblocking(true).map_err(|e| e.to_string())?;
             sockets.push(s);
         }
     }
+    Ok(sockets)
+}
+
+fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
+    let (sim, specs) = firehose_sim(args.firehose_rate)?;
+    let names: Vec<(String, Scales)> = specs
+        .iter()
+        .map(|s| (s.name.to_string(), s.scales))
+        .collect();
+    let rig = Rig::start(registry_of(&names), &FANOUT_INTERVALS, None)?;
+    let shard = fed_shard(&sim, &specs, rig.sink.clone())?;
+    let counters = shard.handle.counters.clone();
+    std::thread::sleep(Duration::from_secs(3));
+    let secs = args.seconds.max(3);
+    let (without, cpu_without) = measured_rate(&counters, secs);
+    let sockets = connect_clients(rig.addr, &specs, args.clients, args.streams)?;
     let stop = Arc::new(AtomicBool::new(false));
     let reader = drain_clients(sockets, stop.clone());
     std::thread::sleep(Duration::from_secs(2));
@@ -548,7 +567,7 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
     let (after, cpu_after) = measured_rate(&counters, secs);
     let result = json!({
         "what": "one shard fed by the simulator's firehose; trades applied per second without and with WebSocket clients reading",
-        "symbols": SYMBOLS, "intervals": ["1s", "1m"], "firehose_rate": args.firehose_rate,
+        "symbols": FANOUT_SYMBOLS, "intervals": ["1s", "1m"], "firehose_rate": args.firehose_rate,
         "clients": args.clients, "streams_per_client": args.streams,
         "trades_per_s_without_clients": without,
         "trades_per_s_with_clients": with,
