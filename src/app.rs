@@ -76,6 +76,11 @@ pub struct AppExtensions {
     /// shard's klines, symbols are registered with it, history and repairs run, and its
     /// `StoreView` is added to `gateway_state`. `None` runs without a store.
     pub store: Option<crate::store::Store>,
+    /// Told every kline a store repair changed (a gap made it wrong), as
+    /// `KlineMsg::Corrected` — the same message a shard sends for a late trade's correction —
+    /// so the WebSocket API can re-publish it. `try_send`: a full channel misses it (counted in
+    /// `klagg_store_corrections_dropped`); the store serves it regardless.
+    pub correction_sinks: Vec<crossbeam_channel::Sender<KlineMsg>>,
 }
 
 impl std::fmt::Debug for AppExtensions {
@@ -173,7 +178,7 @@ pub fn start_app(
     mut extensions: AppExtensions,
 ) -> Result<RunningApp, AppError> {
     let api = crate::api::Api::install(&config, &mut extensions)?;
-    let store = attach_store(&config, &mut extensions, log)?;
+    let store = attach_store(&config, &mut extensions)?;
     let boards = Boards {
         shutdown: Shutdown::new(),
         status: Arc::new(StatusBoard::new(start)),
@@ -184,6 +189,11 @@ pub fn start_app(
     let gateway = (extensions.router, extensions.gateway_state);
     let (ctx, listen, mut threads) = start_gateway(&config, &boards, gateway, log)?;
     threads.extend(api.spawn(&boards.shutdown, config.control_core)?);
+    if let Some(store) = &store {
+        info!(log, "store writer started"; "db" => store.view.path().display().to_string(),
+            "history_bars" => config.store.history_bars,
+            "snapshot_ms" => config.store.snapshot_interval.as_millis() as u64);
+    }
     let sim = start_sim(&mut config, log)?;
     let rest = RestClient::with_budget(
         &config.rest_url,
@@ -251,18 +261,15 @@ pub fn start_app(
 fn attach_store(
     config: &Config,
     extensions: &mut AppExtensions,
-    log: &Logger,
 ) -> Result<Option<app_store::StoreRuntime>, AppError> {
     let Some(store) = extensions.store.take() else {
         return Ok(None);
     };
-    let (runtime, sink) = app_store::start(store, config)?;
+    let corrections = std::mem::take(&mut extensions.correction_sinks);
+    let (runtime, sink) = app_store::start(store, config, corrections)?;
     extensions.kline_sinks.push(sink);
     extensions.reporters.push(runtime.reporter());
     extensions.gateway_state.push(runtime.view.clone());
-    info!(log, "store writer started"; "db" => runtime.view.path().display().to_string(),
-        "history_bars" => config.store.history_bars,
-        "snapshot_ms" => config.store.snapshot_interval.as_millis() as u64);
     Ok(Some(runtime))
 }
 

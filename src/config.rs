@@ -10,12 +10,10 @@ use std::time::Duration;
 use klagg_shards::kline::Interval;
 use serde::Deserialize;
 
+pub use crate::app_store::StoreSettings;
 use crate::constants::{
     BACKFILL_CONCURRENCY_MAX, EXCHANGE_INFO_REFRESH_MS, SHARDS_MAX, SYMBOLS_MAX,
 };
-use crate::store::{HISTORY_BARS_DEFAULT, HISTORY_BARS_MAX};
-use crate::symbol_manager::history::HISTORY_WEIGHT_PERCENT_DEFAULT;
-use crate::symbol_manager::repair::REPAIR_PERIODS_MAX_DEFAULT;
 
 /// Binance USD-M production REST base.
 pub const BINANCE_REST_URL: &str = "https://fapi.binance.com";
@@ -132,7 +130,7 @@ pub enum ConfigError {
     File { path: String, reason: String },
 }
 
-fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(flag: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         flag,
         reason: reason.into(),
@@ -202,29 +200,6 @@ pub struct Config {
     pub store: StoreSettings,
 }
 
-/// Settings of the kline store (`--history-bars`, `--history-weight-percent`,
-/// `--snapshot-interval`, `--repair-max-periods`, `--repair-activations`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreSettings {
-    pub history_bars: u32,
-    pub history_weight_percent: u64,
-    pub snapshot_interval: Duration,
-    pub repair_max_periods: u32,
-    pub repair_activations: bool,
-}
-
-impl Default for StoreSettings {
-    fn default() -> Self {
-        StoreSettings {
-            history_bars: HISTORY_BARS_DEFAULT,
-            history_weight_percent: HISTORY_WEIGHT_PERCENT_DEFAULT,
-            snapshot_interval: Duration::from_secs(1),
-            repair_max_periods: REPAIR_PERIODS_MAX_DEFAULT,
-            repair_activations: true,
-        }
-    }
-}
-
 impl RunArgs {
     /// Merge the config file (when given) under the flags, then validate and resolve.
     ///
@@ -286,7 +261,7 @@ impl RunArgs {
         }
         Ok(Config {
             rest_has_1s: self.rest_1s.unwrap_or(matches!(venue, Venue::Sim(_))),
-            store: self.resolve_store()?,
+            store: StoreSettings::resolve(&self)?,
             venue,
             rest_url,
             ws_url,
@@ -409,50 +384,6 @@ impl RunArgs {
         Ok(SymbolFilter {
             only,
             max: self.max_symbols,
-        })
-    }
-
-    fn resolve_store(&self) -> Result<StoreSettings, ConfigError> {
-        let defaults = StoreSettings::default();
-        let history_bars = self.history_bars.unwrap_or(defaults.history_bars);
-        if history_bars > HISTORY_BARS_MAX {
-            return Err(invalid(
-                "history-bars",
-                format!("must be 0..={HISTORY_BARS_MAX}"),
-            ));
-        }
-        let percent = self
-            .history_weight_percent
-            .unwrap_or(defaults.history_weight_percent);
-        if !(1..=100).contains(&percent) {
-            return Err(invalid("history-weight-percent", "must be 1..=100"));
-        }
-        let snapshot_interval = match self.snapshot_interval.as_deref() {
-            Some(text) => parse_duration("snapshot-interval", text)?,
-            None => defaults.snapshot_interval,
-        };
-        if snapshot_interval < Duration::from_millis(100)
-            || snapshot_interval > Duration::from_secs(60)
-        {
-            return Err(invalid("snapshot-interval", "must be 100ms..=60s"));
-        }
-        let repair_max_periods = self
-            .repair_max_periods
-            .unwrap_or(defaults.repair_max_periods);
-        if repair_max_periods == 0 || repair_max_periods > HISTORY_BARS_MAX {
-            return Err(invalid(
-                "repair-max-periods",
-                format!("must be 1..={HISTORY_BARS_MAX}"),
-            ));
-        }
-        Ok(StoreSettings {
-            history_bars,
-            history_weight_percent: percent,
-            snapshot_interval,
-            repair_max_periods,
-            repair_activations: self
-                .repair_activations
-                .unwrap_or(defaults.repair_activations),
         })
     }
 

@@ -151,7 +151,8 @@ fn an_unknown_schema_version_is_refused() {
     let text = err.to_string();
     eprintln!("{text}");
     assert!(
-        text.contains("schema version 99") && text.contains("version 1 only"),
+        text.contains("schema version 99")
+            && text.contains(&format!("version {SCHEMA_VERSION} only")),
         "{text}"
     );
     assert!(matches!(

@@ -8,7 +8,9 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::TrySendError;
-use klagg::store::{Source, StoreCmd, StoreCounters, WriterConfig, spawn_writer};
+use klagg::store::{
+    Source, Store, StoreCmd, StoreCounters, WriterConfig, spawn_writer, spawn_writer_with,
+};
 use klagg_shards::kline::{Interval, Kline, Scales};
 use klagg_shards::protocol::{KlineMsg, SymbolIndex};
 use store_util::{MIN, PATIENCE, Rig, T0, closed, kline, register, update, wait_until};
@@ -278,6 +280,74 @@ fn source_precedence_does_not_depend_on_arrival_order() {
     }
     // Cases 1, 2, 5 and 8 keep the stored row.
     assert_eq!(StoreCounters::get(&rig.writer.counters().rows_kept), 4);
+}
+
+#[test]
+fn repairs_replace_closed_live_klines_confirm_equal_ones_and_are_published() {
+    let dir = store_util::TempDir::new("repair");
+    let (corrections_tx, corrections) = crossbeam_channel::bounded(16);
+    let store = Store::open(dir.db()).unwrap();
+    let writer = spawn_writer_with(
+        store,
+        WriterConfig::default(),
+        crossbeam_channel::never(),
+        vec![corrections_tx],
+    )
+    .unwrap();
+    let send = |cmd| writer.send(cmd, PATIENCE).unwrap();
+    send(register(1, "BTCUSDT", SCALES));
+    let (p0, p1) = (T0, T0 + MIN);
+    for open in [p0, p1] {
+        send(StoreCmd::Klines(closed(
+            1,
+            Interval::M1,
+            kline(Interval::M1, open, 3),
+        )));
+    }
+    // The venue's p0 differs (the live kline missed trades); its p1 is the same, without ids.
+    let mut same = kline(Interval::M1, p1, 3);
+    (same.first_trade_id, same.last_trade_id) = (-1, -1);
+    let repair = |klines| StoreCmd::Backfilled {
+        symbol: SymbolIndex(1),
+        interval: Interval::M1,
+        klines,
+        source: Source::Repair,
+        request: None,
+    };
+    send(repair(vec![kline(Interval::M1, p0, 9), same]));
+    writer.flush(PATIENCE).unwrap();
+    // A later live close or REST kline does not undo the repair.
+    send(StoreCmd::Klines(closed(
+        1,
+        Interval::M1,
+        kline(Interval::M1, p0, 5),
+    )));
+    send(backfill(1, vec![kline(Interval::M1, p0, 6)], Source::Rest));
+    writer.flush(PATIENCE).unwrap();
+    let reader = writer.reader().unwrap();
+    let rows = reader
+        .stored_klines("BTCUSDT", Interval::M1, Some(p0), Some(p1), None)
+        .unwrap();
+    assert_eq!((rows[0].source, rows[0].kline.open), (Source::Repair, 1009));
+    assert_eq!(
+        (rows[1].source, rows[1].kline.first_trade_id),
+        (Source::Live, 300)
+    );
+    let counters = writer.counters();
+    assert_eq!(StoreCounters::get(&counters.rows_repaired), 1);
+    assert_eq!(StoreCounters::get(&counters.rows_confirmed), 1);
+    assert_eq!(StoreCounters::get(&counters.corrections_sent), 1);
+    let published: Vec<KlineMsg> = corrections.try_iter().collect();
+    assert_eq!(
+        published,
+        vec![KlineMsg::Corrected {
+            symbol: SymbolIndex(1),
+            interval: Interval::M1,
+            kline: kline(Interval::M1, p0, 9),
+        }]
+    );
+    drop(reader);
+    writer.shutdown(PATIENCE).unwrap();
 }
 
 #[test]

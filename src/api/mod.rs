@@ -279,8 +279,8 @@ impl Api {
         })
     }
 
-    /// Prepare the API for `klagg run` and plug it into `extensions`: its kline sink, routes and
-    /// state. REST reads the attached store (`extensions.store`, when there is one).
+    /// Prepare the API for `klagg run` and plug it into `extensions`: its kline sink (also for
+    /// the store's repair corrections), routes, state and health reporter. REST reads the attached store (`extensions.store`, when there is one).
     ///
     /// # Errors
     /// The push thread's poll could not be created.
@@ -291,6 +291,8 @@ impl Api {
         let db = extensions.store.as_ref().map(|s| s.path().to_path_buf());
         let api = Api::new(&config.intervals, extensions.registry.clone(), db)?;
         extensions.kline_sinks.push(api.sink());
+        // Klines a store repair changed come as `Corrected`, like a shard's late corrections.
+        extensions.correction_sinks.push(api.klines_tx.clone());
         let router = std::mem::take(&mut extensions.router);
         extensions.router = router.merge(Api::router());
         extensions.gateway_state.push(api.state());

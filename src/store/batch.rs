@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use klagg_shards::kline::{Interval, Kline, Scales, flat_run_klines};
+use klagg_shards::protocol::SymbolIndex;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::Source;
@@ -90,6 +91,7 @@ pub(crate) enum Write {
     },
     /// Klines fetched from the venue (or flat fills), with the request that fetched them.
     Backfill {
+        index: SymbolIndex,
         symbol: SymbolRef,
         interval: Interval,
         klines: Vec<Kline>,
@@ -137,6 +139,8 @@ pub(crate) struct CommitStats {
 #[derive(Debug, Default)]
 pub(crate) struct Batcher {
     text: KlineText,
+    /// The klines repairs changed in the last committed transaction (symbol, interval, kline).
+    pub repaired: Vec<(SymbolIndex, Interval, Kline)>,
 }
 
 impl Batcher {
@@ -149,6 +153,7 @@ impl Batcher {
         snapshots: impl Iterator<Item = &'a Snapshot>,
         now_ms: i64,
     ) -> Result<CommitStats, rusqlite::Error> {
+        self.repaired.clear();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut stats = CommitStats::default();
         for write in writes {
@@ -207,31 +212,30 @@ impl Batcher {
                     self.upsert(tx, &row, &kline, now_ms, stats)?;
                 }
             }
-            Write::Backfill {
-                symbol,
-                interval,
-                klines,
-                source,
-                request,
-            } => self.backfill(
-                tx, symbol, *interval, klines, *source, *request, now_ms, stats,
-            )?,
+            Write::Backfill { .. } => self.backfill(tx, write, now_ms, stats)?,
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn backfill(
         &mut self,
         tx: &Transaction<'_>,
-        symbol: &SymbolRef,
-        interval: Interval,
-        klines: &[Kline],
-        source: Source,
-        request: Option<KlineRequest>,
+        write: &Write,
         now_ms: i64,
         stats: &mut CommitStats,
     ) -> Result<(), rusqlite::Error> {
+        let Write::Backfill {
+            index,
+            symbol,
+            interval,
+            klines,
+            source,
+            request,
+        } = write
+        else {
+            return Ok(());
+        };
+        let (interval, source) = (*interval, *source);
         let row = Row {
             symbol,
             interval,
@@ -250,11 +254,14 @@ impl Batcher {
             } else {
                 let written = stats.written;
                 self.upsert(tx, &row, kline, now_ms, stats)?;
-                stats.repaired += stats.written - written;
+                if stats.written > written {
+                    stats.repaired += 1;
+                    self.repaired.push((*index, interval, *kline));
+                }
             }
         }
         if let Some(request) = request {
-            for (first, last) in venue_gaps(interval, &request, klines) {
+            for (first, last) in venue_gaps(interval, request, klines) {
                 record_gap(tx, symbol, interval, first, last, now_ms)?;
                 stats.gaps += 1;
             }

@@ -28,6 +28,20 @@ pub fn spawn_writer(
     config: WriterConfig,
     klines: Receiver<KlineMsg>,
 ) -> Result<WriterHandle, StoreError> {
+    spawn_writer_with(store, config, klines, Vec::new())
+}
+
+/// [`spawn_writer`] with corrections listeners: each gets every kline a repair changed, as
+/// `KlineMsg::Corrected`, after its commit (`try_send`; a full listener misses it, counted).
+///
+/// # Errors
+/// The thread could not be spawned.
+pub fn spawn_writer_with(
+    store: Store,
+    config: WriterConfig,
+    klines: Receiver<KlineMsg>,
+    corrections: Vec<Sender<KlineMsg>>,
+) -> Result<WriterHandle, StoreError> {
     let (commands_tx, commands) = bounded(STORE_CMD_CAPACITY);
     let (report_tx, report) = bounded(1);
     let shared = Arc::new(WriterShared::default());
@@ -35,7 +49,14 @@ pub fn spawn_writer(
     let now_ms = u64::try_from(wall_clock_ms()).unwrap_or(0);
     StoreCounters::set(&shared.counters.heartbeat_ms, now_ms);
     let path = store.path().to_path_buf();
-    let writer = Writer::new(store, config, commands, klines, Arc::clone(&shared));
+    let writer = Writer::new(
+        store,
+        config,
+        commands,
+        klines,
+        Arc::clone(&shared),
+        corrections,
+    );
     let guard = StopGuard(Arc::clone(&shared));
     let thread = std::thread::Builder::new()
         .name("store-writer".to_string())

@@ -61,7 +61,7 @@ use std::path::PathBuf;
 
 use klagg_shards::kline::{Interval, Kline};
 
-pub use handle::{WriterHandle, spawn_writer};
+pub use handle::{WriterHandle, spawn_writer, spawn_writer_with};
 pub use history::{
     HISTORY_BARS_DEFAULT, HISTORY_BARS_MAX, HistoryPlan, HistoryWindow, KlineRequest, MissingRange,
     klines_request_weight,

@@ -28,6 +28,9 @@ pub struct StoreCounters {
     pub rows_repaired: AtomicU64,
     /// Repair klines equal to the stored closed row (the live kline was right).
     pub rows_confirmed: AtomicU64,
+    /// Repaired klines sent to the corrections listeners, and those a full listener missed.
+    pub corrections_sent: AtomicU64,
+    pub corrections_dropped: AtomicU64,
     /// Venue-gap ranges recorded (periods the venue has no klines for).
     pub venue_gaps_recorded: AtomicU64,
     /// Committed transactions.

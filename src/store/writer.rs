@@ -22,6 +22,9 @@
 //! * A failed commit keeps the batch and retries every [`WriterConfig::retry_delay`]; while
 //!   [`WriterConfig::pending_rows_max`] rows wait, the writer stops taking klines, so the
 //!   backpressure reaches the producers instead of memory growing.
+//! * Klines a repair changed are sent, after their commit, to the corrections listeners as
+//!   `KlineMsg::Corrected` (as a shard sends a late trade's correction), with `try_send`: a full
+//!   listener misses them (counted); readers see them in the store regardless.
 //! * `Flush` commits everything received so far (including what waits in the kline channel when
 //!   it is taken) and snapshots, then answers. `Shutdown` (or every command sender dropped) takes
 //!   what the channels hold, commits everything, checkpoints the WAL and exits. Stop the shards
@@ -130,6 +133,8 @@ pub(crate) struct Writer {
     flush_waiters: Vec<Sender<()>>,
     shutdown: bool,
     batcher: Batcher,
+    /// Told every kline a repair changed, as `KlineMsg::Corrected` (`try_send`).
+    corrections: Vec<Sender<KlineMsg>>,
 }
 
 impl Writer {
@@ -139,6 +144,7 @@ impl Writer {
         commands: Receiver<StoreCmd>,
         klines: Receiver<KlineMsg>,
         shared: Arc<WriterShared>,
+        corrections: Vec<Sender<KlineMsg>>,
     ) -> Writer {
         Writer {
             conn: store.conn,
@@ -157,6 +163,7 @@ impl Writer {
             flush_waiters: Vec::new(),
             shutdown: false,
             batcher: Batcher::default(),
+            corrections,
         }
     }
 
@@ -269,8 +276,9 @@ impl Writer {
                 source,
                 request,
             } => match self.symbols.get(&symbol).cloned() {
-                Some(symbol) => self.push(Write::Backfill {
-                    symbol,
+                Some(symbol_ref) => self.push(Write::Backfill {
+                    index: symbol,
+                    symbol: symbol_ref,
                     interval,
                     klines,
                     source,
@@ -428,6 +436,7 @@ impl Writer {
                 StoreCounters::add(&counters.venue_gaps_recorded, stats.gaps);
                 StoreCounters::add(&counters.rows_repaired, stats.repaired);
                 StoreCounters::add(&counters.rows_confirmed, stats.confirmed);
+                self.publish_corrections();
                 self.committed(now, started.elapsed(), with_snapshots);
                 true
             }
@@ -436,6 +445,24 @@ impl Writer {
                 *self.shared.write_error.lock() = Some(error.to_string());
                 self.retry_at = Some(now + self.config.retry_delay);
                 false
+            }
+        }
+    }
+
+    /// Tell the corrections listeners (the WebSocket API) every kline a repair changed.
+    fn publish_corrections(&self) {
+        let counters = &self.shared.counters;
+        for &(symbol, interval, kline) in &self.batcher.repaired {
+            let msg = KlineMsg::Corrected {
+                symbol,
+                interval,
+                kline,
+            };
+            for listener in &self.corrections {
+                match listener.try_send(msg) {
+                    Ok(()) => StoreCounters::add(&counters.corrections_sent, 1),
+                    Err(_) => StoreCounters::add(&counters.corrections_dropped, 1),
+                }
             }
         }
     }

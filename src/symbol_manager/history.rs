@@ -18,28 +18,28 @@
 //! Binance futures) are skipped. One request per loop iteration, so new work and shutdown are
 //! seen between requests.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::Sender;
 use klagg_shards::kline::{Interval, Kline};
 use klagg_shards::protocol::{SymbolIndex, SymbolSpec};
-use parking_lot::{Condvar, Mutex};
 use slog::{Logger, info, warn};
 
-use super::backfiller::{BackfillError, JobKind, JobQueue};
+use super::backfiller::{BackfillError, JobQueue};
 use super::exchange::parse_klines;
 use super::registry::RegistryView;
 use super::repair::{
-    ACTIVATION_SETTLE_MS, REPAIR_GAP_MARGIN_MS, RepairBook, RepairJob, RepairStep, last_known_good,
-    next_step, plan_repair,
+    ACTIVATION_SETTLE_MS, ACTIVATION_SKEW_MS, REPAIR_GAP_MARGIN_MS, RepairBook, RepairJob,
+    RepairStep, last_known_good, next_step, plan_repair,
 };
 use super::rest::{Priority, RestClient, RestError};
+use super::store_hooks::{Activation, Inbox, send_store};
+pub use super::store_hooks::{HistorySettings, StoreHooks, StoreLink};
 use crate::activation_dispatcher::DispatchState;
 use crate::clock::epoch_ms;
-use crate::constants::SYMBOLS_MAX;
 use crate::shutdown::Shutdown;
 use crate::status::StatusBoard;
 use crate::store::history::KlineRequest;
@@ -49,8 +49,6 @@ use crate::store::{HistoryProgress, Reader, Source, StoreCmd};
 pub const HISTORY_WEIGHT_PERCENT_DEFAULT: u64 = 50;
 /// A progress line every this many symbols whose history is complete.
 pub const HISTORY_LOG_EVERY: u64 = 50;
-/// History is planned this far behind the wall clock (the venue's clock may lag ours).
-const HISTORY_CLOCK_MARGIN_MS: i64 = 1_000;
 /// The longest the thread sleeps without work.
 const IDLE_WAIT_MS: i64 = 250;
 /// The wait while activation packages are queued.
@@ -61,198 +59,8 @@ const HISTORY_ATTEMPTS_MAX: u32 = 3;
 const NOT_ACTIVE_GIVE_UP_MS: i64 = 600_000;
 /// A repair of a symbol being (re)activated looks again after this long.
 const REPAIR_RECHECK_MS: i64 = 1_000;
-/// One wait for room in the store's command channel, and how many of them.
-const STORE_SEND_TIMEOUT_MS: u64 = 1_000;
-const STORE_SEND_TRIES: u32 = 30;
-/// Activations waiting to be turned into repairs (one per symbol in practice).
-const ACTIVATIONS_PENDING_MAX: usize = SYMBOLS_MAX;
 /// Rows read to find the last period known good before a gap.
 const GAP_LOOKBACK_ROWS: u32 = 1500;
-
-/// History and repair settings (`--history-bars`, `--history-weight-percent`,
-/// `--repair-max-periods`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistorySettings {
-    /// Closed klines kept per interval (0: no history backfill).
-    pub bars: u32,
-    /// Share of the REST weight allowance per minute for history and repairs, in percent.
-    pub weight_percent: u64,
-    /// The most periods one repair fetches per interval.
-    pub repair_periods_max: u32,
-    /// Also repair the periods of every activation (not only after gaps).
-    pub repair_activations: bool,
-}
-
-/// What the SymbolManager needs to drive the store.
-#[derive(Debug, Clone)]
-pub struct StoreLink {
-    pub commands: Sender<StoreCmd>,
-    pub db_path: PathBuf,
-    pub settings: HistorySettings,
-    pub progress: Arc<HistoryProgress>,
-}
-
-/// An activation that was sent to the dispatcher, as the history thread learns of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Activation {
-    pub symbol: SymbolIndex,
-    pub kind: JobKind,
-    /// When the initial package was taken (epoch ms).
-    pub taken_at_ms: i64,
-    /// When the activation was handed to the dispatcher (epoch ms).
-    pub delivered_ms: i64,
-    /// For a resync: when the gap was reported.
-    pub gap_reported_ms: Option<i64>,
-}
-
-#[derive(Debug, Default)]
-struct InboxState {
-    /// Symbols waiting for history, with the time they were queued.
-    history: VecDeque<(SymbolIndex, i64)>,
-    /// Every symbol ever queued for history (each once per process).
-    seen: HashSet<SymbolIndex>,
-    activations: VecDeque<Activation>,
-    /// Gaps reported and not yet followed by their resync's activation.
-    gaps: HashMap<SymbolIndex, i64>,
-    woken: bool,
-}
-
-/// The history thread's inbox (bounded: one history entry per symbol, at most
-/// `ACTIVATIONS_PENDING_MAX` activations and `SYMBOLS_MAX` gaps).
-#[derive(Debug, Default)]
-pub struct Inbox {
-    state: Mutex<InboxState>,
-    ready: Condvar,
-}
-
-impl Inbox {
-    /// Wait for new input, at most `timeout`.
-    fn wait(&self, timeout: Duration) {
-        let mut state = self.state.lock();
-        if !state.woken {
-            let _ = self.ready.wait_for(&mut state, timeout);
-        }
-        state.woken = false;
-    }
-
-    fn wake(&self, state: &mut InboxState) {
-        state.woken = true;
-        self.ready.notify_one();
-    }
-
-    fn take_activations(&self) -> Vec<Activation> {
-        self.state.lock().activations.drain(..).collect()
-    }
-
-    fn pop_history(&self) -> Option<(SymbolIndex, i64)> {
-        self.state.lock().history.pop_front()
-    }
-
-    fn requeue_history(&self, entry: (SymbolIndex, i64)) {
-        self.state.lock().history.push_back(entry);
-    }
-
-    fn history_len(&self) -> usize {
-        self.state.lock().history.len()
-    }
-}
-
-/// How the SymbolManager's threads tell the store and the history thread about symbols.
-#[derive(Debug, Clone)]
-pub struct StoreHooks {
-    commands: Sender<StoreCmd>,
-    inbox: Arc<Inbox>,
-    progress: Arc<HistoryProgress>,
-    settings: HistorySettings,
-    shutdown: Shutdown,
-}
-
-impl StoreHooks {
-    pub fn new(link: &StoreLink, shutdown: Shutdown) -> StoreHooks {
-        StoreHooks {
-            commands: link.commands.clone(),
-            inbox: Arc::new(Inbox::default()),
-            progress: link.progress.clone(),
-            settings: link.settings,
-            shutdown,
-        }
-    }
-
-    /// The history thread's inbox.
-    pub fn inbox(&self) -> Arc<Inbox> {
-        self.inbox.clone()
-    }
-
-    /// Register `spec` with the store writer before its first activation (waits for room in the
-    /// command channel, bounded; a failure is counted).
-    pub fn register(&self, spec: &SymbolSpec) {
-        let cmd = StoreCmd::RegisterSymbol {
-            index: spec.index,
-            name: spec.name.clone(),
-            scales: spec.scales,
-        };
-        if send_store(&self.commands, cmd, &self.shutdown, &self.progress) {
-            HistoryProgress::add(&self.progress.registrations, 1);
-        }
-    }
-
-    /// A shard reported missed trades of `symbol` at `reported_ms`; its resync follows.
-    pub fn gap_reported(&self, symbol: SymbolIndex, reported_ms: i64) {
-        let mut state = self.inbox.state.lock();
-        if state.gaps.len() >= SYMBOLS_MAX && !state.gaps.contains_key(&symbol) {
-            HistoryProgress::add(&self.progress.repair_refused, 1);
-            return;
-        }
-        let earliest = state.gaps.entry(symbol).or_insert(reported_ms);
-        *earliest = (*earliest).min(reported_ms);
-    }
-
-    /// `symbol`'s activation (built from a package taken at `taken_at_ms`) went to the
-    /// dispatcher: queue its repair, and its history after a first activation.
-    pub fn activated(&self, symbol: SymbolIndex, kind: JobKind, taken_at_ms: i64) {
-        let mut state = self.inbox.state.lock();
-        let gap_reported_ms = match kind {
-            JobKind::Resync => state.gaps.remove(&symbol),
-            _ => None,
-        };
-        if gap_reported_ms.is_some() || self.settings.repair_activations {
-            if state.activations.len() < ACTIVATIONS_PENDING_MAX {
-                state.activations.push_back(Activation {
-                    symbol,
-                    kind,
-                    taken_at_ms,
-                    delivered_ms: epoch_ms(),
-                    gap_reported_ms,
-                });
-            } else {
-                HistoryProgress::add(&self.progress.repair_refused, 1);
-            }
-        }
-        if kind != JobKind::Resync && self.settings.bars > 0 && state.seen.insert(symbol) {
-            state.history.push_back((symbol, epoch_ms()));
-            HistoryProgress::add(&self.progress.symbols_total, 1);
-        }
-        self.inbox.wake(&mut state);
-    }
-}
-
-/// Send to the store writer, waiting for room (bounded tries; stops early at shutdown).
-fn send_store(
-    tx: &Sender<StoreCmd>,
-    mut cmd: StoreCmd,
-    shutdown: &Shutdown,
-    progress: &HistoryProgress,
-) -> bool {
-    for _ in 0..STORE_SEND_TRIES {
-        match tx.send_timeout(cmd, Duration::from_millis(STORE_SEND_TIMEOUT_MS)) {
-            Ok(()) => return true,
-            Err(SendTimeoutError::Timeout(back)) if !shutdown.is_requested() => cmd = back,
-            Err(_) => break,
-        }
-    }
-    HistoryProgress::add(&progress.store_send_failures, 1);
-    false
-}
 
 /// The history thread.
 #[derive(Debug)]
@@ -290,7 +98,8 @@ struct State {
     work: Option<Work>,
     attempts: HashMap<SymbolIndex, u32>,
     started_ms: i64,
-    complete_logged: bool,
+    /// `symbols_total` when "history complete" was last logged (listings log it again).
+    complete_logged_total: u64,
 }
 
 impl HistoryThread {
@@ -309,7 +118,7 @@ impl HistoryThread {
             work: None,
             attempts: HashMap::new(),
             started_ms: epoch_ms(),
-            complete_logged: false,
+            complete_logged_total: 0,
         };
         info!(self.log, "history thread started"; "history_bars" => self.settings.bars,
             "intervals" => self.rest_intervals().iter().map(|i| i.as_str()).collect::<Vec<_>>().join(","),
@@ -370,7 +179,7 @@ impl HistoryThread {
                 HistoryProgress::add(&self.progress.repair_gaps, 1);
                 self.gap_start(state, &spec.name, reported_ms)
             }
-            None => activation.taken_at_ms,
+            None => activation.taken_at_ms - ACTIVATION_SKEW_MS,
         };
         let end_ms = activation.delivered_ms + ACTIVATION_SETTLE_MS;
         let intervals = self.rest_intervals();
@@ -476,7 +285,9 @@ impl HistoryThread {
             self.skip(state);
             return None;
         };
-        let now = epoch_ms() - HISTORY_CLOCK_MARGIN_MS;
+        // Up to the period before now: the activation's package started the live klines at a
+        // period no later than the current one, so the window always meets them (no hole).
+        let now = epoch_ms();
         let mut requests = VecDeque::new();
         for interval in self.rest_intervals() {
             let bars = self.settings.bars;
@@ -618,8 +429,9 @@ impl HistoryThread {
             info!(self.log, "history progress"; "symbols_done" => done, "symbols_total" => total,
                 "weight" => weight);
         }
-        if p.history_complete() && self.inbox.history_len() == 0 && !state.complete_logged {
-            state.complete_logged = true;
+        let complete = p.history_complete() && self.inbox.history_len() == 0;
+        if complete && total > state.complete_logged_total {
+            state.complete_logged_total = total;
             info!(self.log, "history complete"; "symbols_done" => done,
                 "symbols_skipped" => HistoryProgress::get(&p.symbols_skipped),
                 "requests" => HistoryProgress::get(&p.requests), "weight" => weight,

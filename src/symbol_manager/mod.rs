@@ -23,6 +23,7 @@ pub mod package;
 pub mod registry;
 pub mod repair;
 pub mod rest;
+pub mod store_hooks;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -12,8 +12,8 @@
 //!   activation.
 //! * **An activation** (startup, listing, restart, resync). The initial package holds the trades
 //!   up to the moment it was taken; trades between then and the stream subscription are not in
-//!   the live kline of those periods. The repair covers the package time to the activation plus
-//!   [`ACTIVATION_SETTLE_MS`].
+//!   the live kline of those periods. The repair covers the package time (less
+//!   [`ACTIVATION_SKEW_MS`]) to the activation plus [`ACTIVATION_SETTLE_MS`].
 //!
 //! Every configured interval the venue serves over REST is repaired over the periods that
 //! contain that time range, at most `--repair-max-periods` per interval (the latest; cut repairs
@@ -33,6 +33,9 @@ pub const REPAIR_SETTLE_MS: i64 = 3_000;
 /// Trades after this long past an activation's dispatch are in the live klines (the ack and the
 /// stream subscription happened by then).
 pub const ACTIVATION_SETTLE_MS: i64 = 3_000;
+/// An activation's repair starts this long before its package was taken: a venue clock behind
+/// ours may have served the period before as the open one (and the history as closed).
+pub const ACTIVATION_SKEW_MS: i64 = 1_000;
 /// The last period known good closed at least this long before the gap was reported (the first
 /// trade after the gap may belong to the period before the report; clocks differ a little).
 pub const REPAIR_GAP_MARGIN_MS: i64 = 5_000;
@@ -104,8 +107,9 @@ fn step_back(interval: Interval, open: i64, steps: u32) -> i64 {
     }
 }
 
-/// What to do with a due job now: the next request (for its oldest settled periods) and the
-/// job for the periods after it, or `Wait` with the time its first period settles.
+/// What to do with a due job now: the next request (for its settled periods) and the job for
+/// the periods after it (due when its last period settled, so a job takes two requests, or a
+/// few more beyond the request size), or `Wait` with the time its first period settles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepairStep {
     Fetch {
@@ -127,10 +131,12 @@ pub fn next_step(job: RepairJob, now_ms: i64) -> RepairStep {
             ..job
         });
     };
+    // The periods after the request wait until the last of them settled (one more request,
+    // not one per period as they close).
     let next_first = interval.next_open(request.end_ms);
     let rest = (next_first <= job.last_open_ms).then(|| RepairJob {
         first_open_ms: next_first,
-        due_ms: (interval.close_time(next_first) + REPAIR_SETTLE_MS).max(now_ms),
+        due_ms: (interval.close_time(job.last_open_ms) + REPAIR_SETTLE_MS).max(now_ms),
         ..job
     });
     RepairStep::Fetch { request, rest }

@@ -1,0 +1,199 @@
+//! `klagg run` with its kline store, as a process: a corrupt, foreign or unwritable `--db` is one
+//! clear `klagg run: error: …` line and exit code 1 before anything starts; with `--venue sim`
+//! the store fills (history, live klines), its gauges are on `/metrics`, and after a clean stop
+//! the database holds closed klines of every symbol.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use klagg::store::Reader;
+use klagg_shards::kline::Interval;
+
+fn klagg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_klagg"))
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("klagg-store-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("klagg did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child.wait_with_output().unwrap(), started.elapsed())
+}
+
+/// `klagg run --venue sim --db db` with a quiet log.
+fn run_with_db(db: &Path, extra: &[&str]) -> Child {
+    klagg()
+        .args([
+            "run",
+            "--venue",
+            "sim",
+            "--sim-symbols",
+            "3",
+            "--shards",
+            "1",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--log-level", "error"])
+        .arg("--db")
+        .arg(db)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Exit code 1 and exactly one stderr line, which starts with `klagg run: error:`.
+fn assert_one_error_line(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("klagg run: error: "), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_bad_database_is_one_clear_line_and_exit_1() {
+    let dir = temp_dir("bad");
+    let corrupt = dir.join("corrupt.db");
+    std::fs::write(&corrupt, vec![0x5a; 8192]).unwrap();
+    let foreign = dir.join("foreign.db");
+    let conn = rusqlite::Connection::open(&foreign).unwrap();
+    conn.execute_batch("CREATE TABLE notes (body TEXT);")
+        .unwrap();
+    drop(conn);
+    let missing_dir = dir.join("no-such-dir").join("klagg.db");
+    let cases = [
+        (corrupt, "corrupt or not an SQLite database"),
+        (foreign, "not a klagg kline store"),
+        (missing_dir, "cannot create or open the database file"),
+    ];
+    for (db, expected) in cases {
+        let (output, elapsed) = wait_output(run_with_db(&db, &[]), Duration::from_secs(20));
+        let line = assert_one_error_line(&output);
+        assert!(line.contains(expected), "{}: {line}", db.display());
+        assert!(line.contains(&db.display().to_string()), "{line}");
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(500)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .ok()?;
+    response.body_mut().read_to_string().ok()
+}
+
+#[test]
+fn the_store_fills_and_survives_a_clean_stop() {
+    let dir = temp_dir("fill");
+    let db = dir.join("klagg.db");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = klagg()
+        .args([
+            "run",
+            "--venue",
+            "sim",
+            "--sim-symbols",
+            "3",
+            "--shards",
+            "1",
+        ])
+        .args([
+            "--listen",
+            &listen,
+            "--log-level",
+            "error",
+            "--run-for",
+            "8s",
+        ])
+        .args(["--intervals", "1s,1m", "--history-bars", "5"])
+        .arg("--db")
+        .arg(&db)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    let metrics = loop {
+        let text = get(port, "/metrics").unwrap_or_default();
+        if text.contains("klagg_history_symbols_done 3") {
+            break text;
+        }
+        assert!(Instant::now() < until, "history did not complete: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for gauge in [
+        "klagg_store_queue_depth",
+        "klagg_store_rows_written",
+        "klagg_store_batches",
+        "klagg_store_last_batch_us",
+        "klagg_store_rows_refused 0",
+        "klagg_history_weight",
+        "klagg_repair_weight",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} missing: {metrics}");
+    }
+    // The watchdog reports every second.
+    loop {
+        let health = get(port, "/health").unwrap_or_default();
+        if health.contains("\"store\"") {
+            break;
+        }
+        assert!(Instant::now() < until, "no store in /health: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (output, _) = wait_output(child, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reader = Reader::open(&db).unwrap();
+    let symbols = reader.symbols().unwrap();
+    assert_eq!(symbols.len(), 3);
+    for symbol in symbols {
+        // The simulator has two minutes of history: 1m has fewer than 5 bars.
+        for (interval, least) in [(Interval::S1, 5), (Interval::M1, 2)] {
+            let rows = reader
+                .stored_klines(&symbol.name, interval, None, None, Some(1500))
+                .unwrap();
+            let closed = rows.iter().filter(|r| r.closed).count();
+            assert!(
+                closed >= least,
+                "{} {interval}: {closed} closed klines",
+                symbol.name
+            );
+        }
+    }
+    drop(reader);
+    let _ = std::fs::remove_dir_all(dir);
+}
