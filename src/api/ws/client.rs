@@ -242,6 +242,12 @@ impl Client {
         Ok(true)
     }
 
+    /// Forget what was read (a closing client's input is not looked at).
+    pub fn discard_input(&mut self) {
+        self.inbuf.clear();
+        self.partial = None;
+    }
+
     /// The next complete message in the read buffer.
     ///
     /// # Errors

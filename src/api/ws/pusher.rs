@@ -171,10 +171,19 @@ impl Pusher {
         let Some(client) = self.client(slot) else {
             return;
         };
-        match client.read() {
-            Ok(true) => self.more_to_read.push(slot),
-            Ok(false) => {}
-            Err(_) => client.dead = true,
+        let more = match client.read() {
+            Ok(more) => more,
+            Err(_) => {
+                client.dead = true;
+                false
+            }
+        };
+        if client.closing.is_some() {
+            client.discard_input();
+            return;
+        }
+        if more {
+            self.more_to_read.push(slot);
         }
         self.handle_input(slot, now);
     }
