@@ -177,6 +177,7 @@ pub fn start_app(
     log: &Logger,
     mut extensions: AppExtensions,
 ) -> Result<RunningApp, AppError> {
+    let api = crate::api::Api::install(&config, &mut extensions)?;
     let store = attach_store(&config, &mut extensions)?;
     let boards = Boards {
         shutdown: Shutdown::new(),
@@ -187,6 +188,7 @@ pub fn start_app(
     };
     let gateway = (extensions.router, extensions.gateway_state);
     let (ctx, listen, mut threads) = start_gateway(&config, &boards, gateway, log)?;
+    threads.extend(api.spawn(&boards.shutdown, config.control_core)?);
     if let Some(store) = &store {
         info!(log, "store writer started"; "db" => store.view.path().display().to_string(),
             "history_bars" => config.store.history_bars,

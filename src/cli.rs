@@ -24,6 +24,10 @@ pub enum Command {
     /// Startup benchmark against the in-process simulator (writes bench-results/startup.json).
     #[command(hide = true)]
     BenchStartup(crate::bench_startup::BenchStartupArgs),
+    /// API benchmarks: klines REST, closed-kline push latency, WebSocket fan-out (writes
+    /// bench-results/api.json).
+    #[command(hide = true)]
+    BenchApi(crate::api::bench::BenchApiArgs),
     /// Run the simulated Binance USD-M exchange on loopback.
     Sim(Box<klagg_bench::sim::SimArgs>),
 }
@@ -34,6 +38,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Run(args) => crate::app::run(*args),
         Command::Replay(args) => crate::replay::run(&args),
         Command::BenchStartup(args) => crate::bench_startup::run(args),
+        Command::BenchApi(args) => crate::api::bench::run(args),
         Command::Sim(args) => klagg_bench::sim::run_cli(*args),
     }
 }

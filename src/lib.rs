@@ -5,7 +5,8 @@
 //! ```text
 //!  main ── run_app: flags → Config → logging → API listener → shards → dispatcher →
 //!   │       SymbolManager → watchdog; waits for SIGINT/SIGTERM or --run-for; joins
-//!   ├─ api-0, api-1        gateway: /api/v1/status, /health, /metrics (tiny_http)
+//!   ├─ api-accept, api-http-N  gateway: HTTP listener, a thread per HTTP connection
+//!   ├─ api-hub, api-ws     Binance API: kline hub (live klines, throttle) and WebSocket push
 //!   ├─ shard-00 … shard-NN data plane (klagg_shards), pinned
 //!   ├─ activation-dispatcher  activation_rx (2048) + ack_rx → ShardCmd to the owner shard
 //!   ├─ symbol-manager      registry, exchangeInfo refresh, resync reports
@@ -15,6 +16,7 @@
 //! ```
 
 pub mod activation_dispatcher;
+pub mod api;
 pub mod app;
 pub mod app_store;
 pub mod bench_startup;

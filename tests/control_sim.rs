@@ -11,7 +11,7 @@ use klagg::activation_dispatcher::DispatchState;
 use klagg::app::{AppExtensions, RunningApp, start_app};
 use klagg::clock::{ProcessStart, epoch_ms};
 use klagg::config::RunArgs;
-use klagg::gateway::{GatewayContext, Router};
+use klagg::gateway::{GatewayContext, HttpRequest, HttpResponse, Router};
 use klagg::status::StatusBoard;
 use klagg_bench::sim::{RefKline, Sim, SimConfig, SimHandle};
 use klagg_shards::kline::{Interval, Kline, Scales, flat_run_klines, parse_scaled};
@@ -71,9 +71,9 @@ fn start_engine(
 }
 
 /// A route added by another component, reading its own state from the context.
-fn echo_state(ctx: &GatewayContext, request: tiny_http::Request) {
+fn echo_state(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
     let value = ctx.state::<u32>().copied().unwrap_or(0);
-    let _ = request.respond(klagg::gateway::json_response(200, value.to_string()));
+    klagg::gateway::json_response(200, value.to_string())
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {

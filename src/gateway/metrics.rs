@@ -7,9 +7,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tiny_http::Request;
 
-use super::{GatewayContext, header};
+use super::{GatewayContext, HttpRequest, HttpResponse};
 use crate::activation_dispatcher::DispatchState;
 use crate::status::StatusBoard;
 
@@ -57,7 +56,7 @@ pub fn render(ctx: &GatewayContext) -> String {
         "Symbols per activation state",
         rows,
     );
-    for (name, help, value) in control_gauges(ctx) {
+    for (name, help, value) in control_gauges(ctx).into_iter().chain(api_gauges(ctx)) {
         gauge(&mut registry, name, help, value);
     }
     shard_families(&mut registry, ctx);
@@ -68,6 +67,142 @@ pub fn render(ctx: &GatewayContext) -> String {
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     text
+}
+
+/// (name, help, value) of the HTTP server's and the Binance API's gauges.
+fn api_gauges(ctx: &GatewayContext) -> Vec<(&'static str, &'static str, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let h = &ctx.http;
+    let mut rows = vec![
+        (
+            "http_connections_accepted",
+            "HTTP connections accepted",
+            h.connections_accepted.load(Relaxed),
+        ),
+        (
+            "http_connections_refused",
+            "HTTP connections refused (limit)",
+            h.connections_refused.load(Relaxed),
+        ),
+        (
+            "http_connections_open",
+            "HTTP connections open",
+            h.connections_open.load(Relaxed) as u64,
+        ),
+        (
+            "http_requests",
+            "HTTP requests read",
+            h.requests.load(Relaxed),
+        ),
+        (
+            "http_bad_requests",
+            "Malformed HTTP requests",
+            h.bad_requests.load(Relaxed),
+        ),
+    ];
+    let Some(api) = ctx.state::<crate::api::ApiState>() else {
+        return rows;
+    };
+    let c = &api.counters;
+    let get = crate::api::ApiCounters::get;
+    rows.extend([
+        (
+            "api_kline_messages",
+            "Kline messages taken from the shards",
+            get(&c.kline_messages),
+        ),
+        (
+            "api_events_rendered",
+            "Stream events rendered",
+            get(&c.events_rendered),
+        ),
+        (
+            "api_events_dropped",
+            "Stream events the push thread could not take",
+            get(&c.events_dropped),
+        ),
+        (
+            "api_updates_coalesced",
+            "Open-kline updates replaced within the 250 ms window",
+            get(&c.updates_coalesced),
+        ),
+        (
+            "api_ws_clients",
+            "WebSocket clients connected",
+            get(&c.ws_clients),
+        ),
+        (
+            "api_ws_clients_total",
+            "WebSocket clients ever connected",
+            get(&c.ws_clients_total),
+        ),
+        (
+            "api_ws_refused",
+            "WebSocket clients refused (limit)",
+            get(&c.ws_refused),
+        ),
+        (
+            "api_ws_subscriptions",
+            "Stream subscriptions held",
+            get(&c.ws_subscriptions),
+        ),
+        (
+            "api_ws_frames_queued",
+            "Stream frames queued for clients",
+            get(&c.ws_frames_sent),
+        ),
+        (
+            "api_ws_bytes_sent",
+            "Bytes written to WebSocket clients",
+            get(&c.ws_bytes_sent),
+        ),
+        (
+            "api_ws_closed_slow",
+            "Clients closed for not keeping up",
+            get(&c.ws_closed_slow),
+        ),
+        (
+            "api_ws_closed_rate",
+            "Clients closed for sending too many messages",
+            get(&c.ws_closed_rate),
+        ),
+        (
+            "api_ws_closed_protocol",
+            "Clients closed for protocol errors",
+            get(&c.ws_closed_protocol),
+        ),
+        (
+            "api_ws_closed_idle",
+            "Clients closed without a pong",
+            get(&c.ws_closed_idle),
+        ),
+        (
+            "api_ws_requests",
+            "Control requests received",
+            get(&c.ws_requests),
+        ),
+        (
+            "api_ws_request_errors",
+            "Control requests answered with an error",
+            get(&c.ws_request_errors),
+        ),
+        (
+            "api_rest_klines",
+            "GET /fapi/v1/klines requests",
+            get(&c.rest_klines),
+        ),
+        (
+            "api_rest_errors",
+            "Klines requests refused (400)",
+            get(&c.rest_errors),
+        ),
+        (
+            "api_store_errors",
+            "Klines requests failed on the store",
+            get(&c.store_errors),
+        ),
+    ]);
+    rows
 }
 
 /// (name, help, value) of the control plane's gauges.
@@ -216,10 +351,10 @@ fn shard_families(registry: &mut Registry, ctx: &GatewayContext) {
 }
 
 /// `GET /metrics`.
-pub fn handle_metrics(ctx: &GatewayContext, request: Request) {
-    let response = tiny_http::Response::from_string(render(ctx)).with_header(header(
-        "Content-Type",
+pub fn handle_metrics(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
+    HttpResponse::new(
+        200,
         "text/plain; version=0.0.4; charset=utf-8",
-    ));
-    let _ = request.respond(response);
+        render(ctx).into_bytes(),
+    )
 }

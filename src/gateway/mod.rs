@@ -1,39 +1,39 @@
-//! The gateway (threads `api-0` … `api-N`, tiny_http): the HTTP listener on `--listen`, a small
-//! [`Router`] and a shared read-only [`GatewayContext`]. The listener is bound first thing in
-//! `run_app`, so the operability endpoints answer while everything else starts. Handlers read
-//! atomics and snapshots; they never block the engine (no locks a shard takes, no channel sends
-//! into shards).
+//! The gateway (threads `api-accept` and `api-http-N`, see [`server`]): the HTTP listener on
+//! `--listen`, a small [`Router`] and a shared read-only [`GatewayContext`]. The listener is
+//! bound first thing in `run_app`, so the operability endpoints answer while everything else
+//! starts. Handlers read atomics and snapshots; they never block the engine (no locks a shard
+//! takes, no channel sends into shards).
 //!
-//! Extending it (store/API helper): write `fn handler(ctx: &GatewayContext, request:
-//! tiny_http::Request)` — the handler owns the request and responds (or upgrades it to a
-//! WebSocket with `Request::upgrade`) — and add it with `Router::get("/fapi/v1/klines", handler)`
-//! or `Router::get_prefix("/market/", handler)` before [`serve`] (through
-//! `AppExtensions::router`). State the new handlers need goes into `AppExtensions::gateway_state`
-//! (any `Arc<T>`, read-only or internally synchronised) and is found with
-//! `ctx.state::<T>()`.
+//! Extending it: write `fn handler(ctx: &GatewayContext, request: &HttpRequest) ->
+//! HttpResponse` and add it with `Router::get("/fapi/v1/klines", handler)` or
+//! `Router::get_prefix("/assets/", handler)`; a WebSocket endpoint is
+//! `Router::websocket("/market/", upgrade)` with `fn upgrade(ctx, request, socket, leftover)`,
+//! which owns the socket from the opening handshake on. Routes go in before [`serve`] (through
+//! `AppExtensions::router`). State the new handlers need goes into
+//! `AppExtensions::gateway_state` (any `Arc<T>`, read-only or internally synchronised) and is
+//! found with `ctx.state::<T>()`.
 
+pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod status_page;
 
 use std::any::Any;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use klagg_shards::protocol::ShardHandle;
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::clock::epoch_ms;
-use crate::constants::{GATEWAY_RECV_TIMEOUT_MS, GATEWAY_THREADS};
 use crate::health::{HealthReport, HealthReporter, heartbeat_report};
-use crate::runtime::spawn_control;
-use crate::shutdown::Shutdown;
 use crate::status::StatusBoard;
 use crate::symbol_manager::registry::RegistryView;
 use crate::symbol_manager::rest::WeightBudget;
 use crate::watchdog::HealthBoard;
+
+pub use http::{HttpRequest, HttpResponse};
+pub use server::{HttpCounters, bind, serve};
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,10 @@ pub struct GatewayContext {
     pub rest_budget: Arc<WeightBudget>,
     /// The shards (core, counters); set once they run.
     pub shards: OnceLock<Vec<ShardHandle>>,
-    /// Epoch ms of the last loop of any API thread (the API's heartbeat).
+    /// Epoch ms of the acceptor's last loop (the API's heartbeat).
     pub heartbeat_ms: AtomicI64,
+    /// Connections and requests of the HTTP side.
+    pub http: HttpCounters,
     /// State other components add for their handlers (a store reader, a WebSocket hub …),
     /// found by type with [`GatewayContext::state`].
     pub extra: Vec<Arc<dyn Any + Send + Sync>>,
@@ -75,6 +77,7 @@ impl GatewayContext {
             rest_budget,
             shards: OnceLock::new(),
             heartbeat_ms: AtomicI64::new(epoch_ms()),
+            http: HttpCounters::default(),
             extra: Vec::new(),
         }
     }
@@ -90,18 +93,27 @@ impl GatewayContext {
     }
 }
 
-/// A request handler: owns the request and must respond to it.
-pub type Handler = fn(&GatewayContext, Request);
+/// A request handler: answers one request.
+pub type Handler = fn(&GatewayContext, &HttpRequest) -> HttpResponse;
+/// A WebSocket endpoint: takes the opening handshake's request, the socket (blocking, nothing
+/// answered yet) and the bytes read after the head; it must answer and own the socket.
+pub type UpgradeHandler = fn(&GatewayContext, HttpRequest, TcpStream, Vec<u8>);
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Get(Handler),
+    Upgrade(UpgradeHandler),
+}
 
 #[derive(Debug, Clone)]
 struct Route {
-    method: Method,
     path: &'static str,
     prefix: bool,
-    handler: Handler,
+    action: Action,
 }
 
-/// Method + path → handler. Exact paths win over prefixes; the first match of each kind wins.
+/// Path → handler. Exact paths win over prefixes; the first match of each kind wins. Plain
+/// routes answer `GET`; WebSocket routes answer opening handshakes.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<Route>,
@@ -115,10 +127,9 @@ impl Router {
     /// Route `GET path` (exact, query string ignored).
     pub fn get(mut self, path: &'static str, handler: Handler) -> Router {
         self.routes.push(Route {
-            method: Method::Get,
             path,
             prefix: false,
-            handler,
+            action: Action::Get(handler),
         });
         self
     }
@@ -126,11 +137,26 @@ impl Router {
     /// Route every `GET` whose path starts with `prefix`.
     pub fn get_prefix(mut self, prefix: &'static str, handler: Handler) -> Router {
         self.routes.push(Route {
-            method: Method::Get,
             path: prefix,
             prefix: true,
-            handler,
+            action: Action::Get(handler),
         });
+        self
+    }
+
+    /// Route WebSocket handshakes whose path is `path` or starts with `path/`.
+    pub fn websocket(mut self, path: &'static str, handler: UpgradeHandler) -> Router {
+        self.routes.push(Route {
+            path,
+            prefix: true,
+            action: Action::Upgrade(handler),
+        });
+        self
+    }
+
+    /// Every route of `other` after these.
+    pub fn merge(mut self, other: Router) -> Router {
+        self.routes.extend(other.routes);
         self
     }
 
@@ -141,103 +167,66 @@ impl Router {
             .get("/metrics", metrics::handle_metrics)
     }
 
-    fn find(&self, method: &Method, path: &str) -> Option<&Route> {
+    fn find(&self, path: &str, upgrade: bool) -> Option<&Route> {
         let matching = |prefix: bool| {
             self.routes.iter().find(|r| {
                 r.prefix == prefix
-                    && &r.method == method
-                    && if prefix {
-                        path.starts_with(r.path)
-                    } else {
+                    && matches!(r.action, Action::Upgrade(_)) == upgrade
+                    && if !prefix {
                         path == r.path
+                    } else if upgrade {
+                        path == r.path
+                            || path
+                                .strip_prefix(r.path)
+                                .is_some_and(|rest| rest.starts_with('/'))
+                    } else {
+                        path.starts_with(r.path)
                     }
             })
         };
         matching(false).or_else(|| matching(true))
     }
 
-    /// Hand `request` to its handler, or answer 404/405.
-    pub fn dispatch(&self, ctx: &GatewayContext, request: Request) {
-        let path = request.url().split('?').next().unwrap_or("").to_string();
-        match self.find(request.method(), &path) {
-            Some(route) => (route.handler)(ctx, request),
-            None => {
-                let body = r#"{"code":-1,"msg":"not found"}"#;
-                let _ = request.respond(json_response(404, body.to_string()));
-            }
+    /// The WebSocket endpoint of `path`.
+    pub fn find_upgrade(&self, path: &str) -> Option<UpgradeHandler> {
+        match self.find(path, true)?.action {
+            Action::Upgrade(handler) => Some(handler),
+            Action::Get(_) => None,
+        }
+    }
+
+    /// The answer to `request` (404 without a route, 405 for other methods than GET).
+    pub fn dispatch(&self, ctx: &GatewayContext, request: &HttpRequest) -> HttpResponse {
+        let Some(route) = self.find(&request.path, false) else {
+            return error_response(404, -1000, "Path not found.");
+        };
+        if request.method != "GET" {
+            return error_response(405, -1000, "Only GET is supported.");
+        }
+        match route.action {
+            Action::Get(handler) => handler(ctx, request),
+            Action::Upgrade(_) => error_response(404, -1000, "Path not found."),
         }
     }
 }
 
 /// A JSON response with `status`.
-pub fn json_response(status: u16, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", "application/json"))
+pub fn json_response(status: u16, body: String) -> HttpResponse {
+    HttpResponse::new(status, "application/json", body.into_bytes())
 }
 
-/// A header from constant strings.
-///
-/// # Panics
-/// If `name` or `value` is not a valid header (they are constants).
-pub fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("constant header")
-}
-
-/// Bind the listener (first thing in `run_app`).
-///
-/// # Errors
-/// The address is taken or not ours.
-pub fn bind(addr: SocketAddr) -> Result<Arc<Server>, GatewayError> {
-    Server::http(addr)
-        .map(Arc::new)
-        .map_err(|e| GatewayError::Bind {
-            addr,
-            reason: e.to_string(),
-        })
+/// Binance's error body `{"code":C,"msg":"…"}` with an HTTP status.
+pub fn error_response(status: u16, code: i32, msg: &str) -> HttpResponse {
+    let body = serde_json::json!({ "code": code, "msg": msg }).to_string();
+    json_response(status, body)
 }
 
 /// The bound address (with the real port when `--listen` asked for port 0).
-pub fn local_addr(server: &Server) -> Option<SocketAddr> {
-    server.server_addr().to_ip()
+pub fn local_addr(listener: &TcpListener) -> Option<SocketAddr> {
+    listener.local_addr().ok()
 }
 
-/// Start `GATEWAY_THREADS` threads serving `router` until shutdown.
-///
-/// # Errors
-/// A thread could not be created.
-pub fn serve(
-    server: Arc<Server>,
-    router: Router,
-    ctx: Arc<GatewayContext>,
-    shutdown: &Shutdown,
-    core: Option<usize>,
-) -> Result<Vec<JoinHandle<()>>, GatewayError> {
-    let router = Arc::new(router);
-    let mut threads = Vec::with_capacity(GATEWAY_THREADS);
-    for id in 0..GATEWAY_THREADS {
-        let (server, router, ctx, shutdown) = (
-            server.clone(),
-            router.clone(),
-            ctx.clone(),
-            shutdown.clone(),
-        );
-        threads.push(spawn_control(&format!("api-{id}"), core, move || {
-            // The thread's event loop: intentionally unbounded; one request per iteration.
-            while !shutdown.is_requested() {
-                ctx.heartbeat_ms.store(epoch_ms(), Ordering::Relaxed);
-                match server.recv_timeout(Duration::from_millis(GATEWAY_RECV_TIMEOUT_MS)) {
-                    Ok(Some(request)) => router.dispatch(&ctx, request),
-                    Ok(None) => {}
-                    Err(_) => break,
-                }
-            }
-        })?);
-    }
-    Ok(threads)
-}
-
-/// Health of the API: its threads' heartbeat (fatal when stale: the listener is gone).
+/// Health of the API: its acceptor's heartbeat (fatal when stale: the listener is gone).
 #[derive(Debug)]
 pub struct ApiHealth {
     pub ctx: Arc<GatewayContext>,
@@ -261,17 +250,26 @@ impl HealthReporter for ApiHealth {
 mod tests {
     use super::*;
 
-    fn a(_: &GatewayContext, _: Request) {}
-    fn b(_: &GatewayContext, _: Request) {}
+    fn a(_: &GatewayContext, _: &HttpRequest) -> HttpResponse {
+        json_response(200, "a".into())
+    }
+    fn b(_: &GatewayContext, _: &HttpRequest) -> HttpResponse {
+        json_response(200, "b".into())
+    }
+    fn up(_: &GatewayContext, _: HttpRequest, _: TcpStream, _: Vec<u8>) {}
 
-    #[test]
-    fn added_state_is_found_by_type() {
-        let mut ctx = GatewayContext::new(
+    fn context() -> GatewayContext {
+        GatewayContext::new(
             Arc::new(StatusBoard::new(crate::clock::ProcessStart::now())),
             RegistryView::new(),
             Arc::new(HealthBoard::new()),
             Arc::new(WeightBudget::new()),
-        );
+        )
+    }
+
+    #[test]
+    fn added_state_is_found_by_type() {
+        let mut ctx = context();
         ctx.extra.push(Arc::new(42u32));
         assert_eq!(ctx.state::<u32>(), Some(&42));
         assert!(ctx.state::<String>().is_none());
@@ -283,12 +281,20 @@ mod tests {
         let router = Router::new()
             .get_prefix("/market/", a)
             .get("/market/x", b)
+            .websocket("/market", up)
             .operability();
-        let found = |path| router.find(&Method::Get, path).map(|r| (r.path, r.prefix));
-        assert_eq!(found("/market/x"), Some(("/market/x", false)));
-        assert_eq!(found("/market/ws"), Some(("/market/", true)));
-        assert!(router.find(&Method::Post, "/market/x").is_none());
-        assert!(router.find(&Method::Get, "/nope").is_none());
-        assert!(router.find(&Method::Get, "/health").is_some());
+        let ctx = context();
+        let answer = |path: &str| router.dispatch(&ctx, &HttpRequest::get(path));
+        assert_eq!(answer("/market/x").text(), "b");
+        assert_eq!(answer("/market/ws").text(), "a");
+        assert_eq!(answer("/nope").status, 404);
+        assert_eq!(answer("/health").status, 200);
+        let mut post = HttpRequest::get("/market/x");
+        post.method = "POST".into();
+        assert_eq!(router.dispatch(&ctx, &post).status, 405);
+        assert!(router.find_upgrade("/market/ws").is_some());
+        assert!(router.find_upgrade("/market").is_some());
+        assert!(router.find_upgrade("/marketx").is_none());
+        assert!(router.find_upgrade("/health").is_none());
     }
 }

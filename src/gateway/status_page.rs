@@ -2,9 +2,8 @@
 //! board, the registry snapshot, the shards' counters and the watchdog's latest report.
 
 use serde_json::{Value, json};
-use tiny_http::Request;
 
-use super::{GatewayContext, json_response};
+use super::{GatewayContext, HttpRequest, HttpResponse, json_response};
 use crate::activation_dispatcher::DispatchState;
 use crate::health::HealthStatus;
 use crate::status::StatusBoard;
@@ -82,13 +81,12 @@ fn shard_json(handle: &klagg_shards::protocol::ShardHandle) -> Value {
 }
 
 /// `GET /api/v1/status`.
-pub fn handle_status(ctx: &GatewayContext, request: Request) {
-    let body = status_json(ctx).to_string();
-    let _ = request.respond(json_response(200, body));
+pub fn handle_status(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
+    json_response(200, status_json(ctx).to_string())
 }
 
 /// `GET /health`: 200 unless the watchdog's latest report is Error (503).
-pub fn handle_health(ctx: &GatewayContext, request: Request) {
+pub fn handle_health(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
     let report = ctx.health.latest();
     let code = if report.status == HealthStatus::Error {
         503
@@ -96,5 +94,5 @@ pub fn handle_health(ctx: &GatewayContext, request: Request) {
         200
     };
     let body = serde_json::to_string(&*report).unwrap_or_else(|_| "{}".to_string());
-    let _ = request.respond(json_response(code, body));
+    json_response(code, body)
 }

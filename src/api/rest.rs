@@ -1,0 +1,317 @@
+//! The REST endpoints (on the gateway's connection threads `api-http-N`): `GET /fapi/v1/klines`
+//! from the store plus the live klines in memory, `exchangeInfo` of the served symbols, `time`,
+//! `ping`, and `/api/v1/intervals` for the chart page. Bad input gets Binance's error body and
+//! code with HTTP 400. Store readers (one SQLite connection each) are pooled: a request borrows
+//! one and gives it back.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use klagg_shards::kline::{Interval, Kline};
+use parking_lot::Mutex;
+
+use super::live::{Overlay, merge};
+use super::{ApiCounters, ApiState, StreamKey};
+use crate::clock::epoch_ms;
+use crate::gateway::{GatewayContext, HttpRequest, HttpResponse, error_response, json_response};
+use crate::store::{KLINES_LIMIT_DEFAULT, KLINES_LIMIT_MAX, Reader, StoreError};
+use crate::symbol_manager::registry::Lifecycle;
+
+/// Idle store readers kept for reuse.
+pub const READERS_IDLE_MAX: usize = 16;
+/// `deliveryDate` of a perpetual (Binance's sentinel, 2100-12-25).
+const PERPETUAL_DELIVERY_MS: i64 = 4_133_404_800_000;
+
+/// Read-only store connections, opened on demand and reused.
+#[derive(Debug)]
+pub struct ReaderPool {
+    path: Option<PathBuf>,
+    idle: Mutex<Vec<Reader>>,
+}
+
+impl ReaderPool {
+    /// A pool over the store at `path` (`None`: no store, memory only).
+    pub fn new(path: Option<PathBuf>) -> ReaderPool {
+        ReaderPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Run `f` with a reader; `Ok(None)` when there is no store (not configured, or its file
+    /// does not exist yet).
+    ///
+    /// # Errors
+    /// The store could not be opened.
+    pub fn with<R>(&self, f: impl FnOnce(&Reader) -> R) -> Result<Option<R>, StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let reader = match self.idle.lock().pop() {
+            Some(reader) => reader,
+            None if !path.exists() => return Ok(None),
+            None => Reader::open(path)?,
+        };
+        let result = f(&reader);
+        let mut idle = self.idle.lock();
+        if idle.len() < READERS_IDLE_MAX {
+            idle.push(reader);
+        }
+        Ok(Some(result))
+    }
+}
+
+fn bad(code: i32, msg: &str) -> HttpResponse {
+    error_response(400, code, msg)
+}
+
+fn mandatory<'a>(request: &'a HttpRequest, name: &str) -> Result<&'a str, HttpResponse> {
+    match request.param(name) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(bad(
+            -1102,
+            &format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
+        )),
+    }
+}
+
+fn optional<T: std::str::FromStr>(
+    request: &HttpRequest,
+    name: &str,
+) -> Result<Option<T>, HttpResponse> {
+    match request.param(name) {
+        None | Some("") => Ok(None),
+        Some(value) => value.parse().map(Some).map_err(|_| {
+            bad(
+                -1100,
+                &format!("Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."),
+            )
+        }),
+    }
+}
+
+/// The validated parameters of a klines request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KlinesQuery {
+    pub symbol: String,
+    pub key: StreamKey,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub limit: u32,
+}
+
+/// Validate a klines request in Binance's order: symbol and interval present (-1102), the
+/// interval (-1120), the symbol (-1121), `limit` (-1130), the times (-1100, -1023).
+///
+/// # Errors
+/// The 400 answer.
+pub fn klines_query(api: &ApiState, request: &HttpRequest) -> Result<KlinesQuery, HttpResponse> {
+    let symbol = mandatory(request, "symbol")?;
+    let interval = mandatory(request, "interval")?;
+    let interval: Interval = interval
+        .parse()
+        .map_err(|_| bad(-1120, "Invalid interval."))?;
+    if !api.intervals.contains(&interval) {
+        let served: Vec<&str> = api.intervals.iter().map(|i| i.as_str()).collect();
+        let msg = format!(
+            "Invalid interval. {interval} is not served here (served: {}).",
+            served.join(",")
+        );
+        return Err(bad(-1120, &msg));
+    }
+    let index = api
+        .registry
+        .index(symbol)
+        .ok_or_else(|| bad(-1121, "Invalid symbol."))?;
+    let limit = optional::<u32>(request, "limit")?.unwrap_or(KLINES_LIMIT_DEFAULT);
+    if limit == 0 || limit > KLINES_LIMIT_MAX {
+        return Err(bad(-1130, "Data sent for parameter 'limit' is not valid."));
+    }
+    let start_ms = optional::<i64>(request, "startTime")?;
+    let end_ms = optional::<i64>(request, "endTime")?;
+    if let (Some(start), Some(end)) = (start_ms, end_ms)
+        && start > end
+    {
+        return Err(bad(-1023, "Start time is greater than end time."));
+    }
+    Ok(KlinesQuery {
+        symbol: symbol.to_string(),
+        key: StreamKey {
+            symbol: index,
+            interval,
+        },
+        start_ms,
+        end_ms,
+        limit,
+    })
+}
+
+/// The klines of a validated query: stored rows with the live ones laid over them.
+///
+/// # Errors
+/// The store failed (its error text).
+pub fn klines(api: &ApiState, query: &KlinesQuery) -> Result<Vec<Kline>, StoreError> {
+    let stored = api.readers.with(|reader| {
+        reader.stored_klines(
+            &query.symbol,
+            query.key.interval,
+            query.start_ms,
+            query.end_ms,
+            Some(query.limit),
+        )
+    })?;
+    let stored = match stored {
+        None | Some(Err(StoreError::UnknownSymbol(_))) => Vec::new(),
+        Some(Err(error)) => return Err(error),
+        Some(Ok(rows)) => rows
+            .into_iter()
+            .map(|r| (r.kline, r.source.rank(r.closed)))
+            .collect(),
+    };
+    let overlay: Overlay = api.live.overlay(query.key);
+    Ok(merge(
+        stored,
+        &overlay,
+        query.start_ms,
+        query.end_ms,
+        query.limit as usize,
+    ))
+}
+
+fn api_state(ctx: &GatewayContext) -> Result<&ApiState, HttpResponse> {
+    ctx.state::<ApiState>()
+        .ok_or_else(|| error_response(503, -1000, "The API is not running."))
+}
+
+/// `GET /fapi/v1/klines`.
+pub fn handle_klines(ctx: &GatewayContext, request: &HttpRequest) -> HttpResponse {
+    let api = match api_state(ctx) {
+        Ok(api) => api,
+        Err(answer) => return answer,
+    };
+    ApiCounters::add(&api.counters.rest_klines, 1);
+    let query = match klines_query(api, request) {
+        Ok(query) => query,
+        Err(answer) => {
+            ApiCounters::add(&api.counters.rest_errors, 1);
+            return answer;
+        }
+    };
+    let Some(scales) = api.registry.scales(query.key.symbol) else {
+        return bad(-1121, "Invalid symbol.");
+    };
+    match klines(api, &query) {
+        Ok(rows) => {
+            let mut body = String::with_capacity(2 + rows.len() * 160);
+            body.push('[');
+            for (i, kline) in rows.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                kline.write_rest_json(&mut body, scales);
+            }
+            body.push(']');
+            json_response(200, body)
+        }
+        Err(error) => {
+            ApiCounters::add(&api.counters.store_errors, 1);
+            let msg = format!(
+                "Internal error; unable to process your request. Please try again. ({error})"
+            );
+            error_response(503, -1000, &msg)
+        }
+    }
+}
+
+/// `GET /fapi/v1/time`.
+pub fn handle_time(_ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
+    json_response(200, format!(r#"{{"serverTime":{}}}"#, epoch_ms()))
+}
+
+/// `GET /fapi/v1/ping`.
+pub fn handle_ping(_ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
+    json_response(200, "{}".into())
+}
+
+/// `GET /api/v1/intervals`: the intervals served (for the chart page).
+pub fn handle_intervals(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
+    let names: Vec<&str> = ctx
+        .state::<ApiState>()
+        .map(|api| api.intervals.iter().map(|i| i.as_str()).collect())
+        .unwrap_or_default();
+    json_response(200, serde_json::to_string(&names).unwrap_or_default())
+}
+
+/// `GET /fapi/v1/exchangeInfo`: the served symbols in Binance's layout.
+pub fn handle_exchange_info(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
+    let entries = ctx.registry.snapshot();
+    let mut out = String::with_capacity(1024 + entries.len() * 1400);
+    let _ = write!(
+        out,
+        concat!(
+            r#"{{"timezone":"UTC","serverTime":{},"futuresType":"U_MARGINED","rateLimits":["#,
+            r#"{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400}},"#,
+            r#"{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":1200}},"#,
+            r#"{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":300}}],"#,
+            r#""exchangeFilters":[],"assets":[{{"asset":"USDT","marginAvailable":true,"autoAssetExchange":"-10000"}}],"#,
+            r#""symbols":["#
+        ),
+        epoch_ms()
+    );
+    let mut first = true;
+    for entry in &entries {
+        let status = match entry.lifecycle {
+            Lifecycle::Pending => "PENDING_TRADING",
+            Lifecycle::Delisted => "CLOSE",
+            _ => "TRADING",
+        };
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        symbol_json(&mut out, &entry.name, entry.scales, status);
+    }
+    out.push_str("]}");
+    json_response(200, out)
+}
+
+/// `1` at `scale` decimal places: `"0.01"` for 2, `"1"` for 0.
+fn unit(scale: u8) -> String {
+    klagg_shards::kline::Fixed::new(1, scale).to_string()
+}
+
+fn symbol_json(out: &mut String, name: &str, scales: klagg_shards::kline::Scales, status: &str) {
+    let base = name.strip_suffix("USDT").unwrap_or(name);
+    let (tick, step) = (unit(scales.price), unit(scales.qty));
+    let max_price = klagg_shards::kline::Fixed::new(1_000_000_000i128, 0).to_string();
+    let max_qty = klagg_shards::kline::Fixed::new(100_000_000i128, 0).to_string();
+    let _ = write!(
+        out,
+        concat!(
+            r#"{{"symbol":"{name}","pair":"{name}","contractType":"PERPETUAL","deliveryDate":{dd},"onboardDate":0,"#,
+            r#""status":"{st}","maintMarginPercent":"2.5000","requiredMarginPercent":"5.0000","baseAsset":"{base}","#,
+            r#""quoteAsset":"USDT","marginAsset":"USDT","pricePrecision":{pdp},"quantityPrecision":{qdp},"#,
+            r#""baseAssetPrecision":8,"quotePrecision":8,"underlyingType":"COIN","underlyingSubType":[],"#,
+            r#""settlePlan":0,"triggerProtect":"0.0500","liquidationFee":"0.012500","marketTakeBound":"0.05","#,
+            r#""maxMoveOrderLimit":10000,"filters":["#,
+            r#"{{"minPrice":"{tick}","maxPrice":"{maxp}","filterType":"PRICE_FILTER","tickSize":"{tick}"}},"#,
+            r#"{{"stepSize":"{step}","filterType":"LOT_SIZE","maxQty":"{maxq}","minQty":"{step}"}},"#,
+            r#"{{"stepSize":"{step}","filterType":"MARKET_LOT_SIZE","maxQty":"{maxq}","minQty":"{step}"}},"#,
+            r#"{{"limit":200,"filterType":"MAX_NUM_ORDERS"}},"#,
+            r#"{{"notional":"5","filterType":"MIN_NOTIONAL"}},"#,
+            r#"{{"multiplierDown":"0.9500","multiplierUp":"1.0500","multiplierDecimal":"4","filterType":"PERCENT_PRICE"}}],"#,
+            r#""orderTypes":["LIMIT","MARKET","STOP","STOP_MARKET","TAKE_PROFIT","TAKE_PROFIT_MARKET","TRAILING_STOP_MARKET"],"#,
+            r#""timeInForce":["GTC","IOC","FOK","GTX","GTD"]}}"#
+        ),
+        name = name,
+        dd = PERPETUAL_DELIVERY_MS,
+        st = status,
+        base = base,
+        pdp = scales.price,
+        qdp = scales.qty,
+        tick = tick,
+        maxp = max_price,
+        step = step,
+        maxq = max_qty,
+    );
+}
