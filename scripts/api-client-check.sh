@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Third-party clients (ccxt binanceusdm REST + ccxt.pro WebSocket, websocket-client) against
-# klagg's Binance-compatible API, with `klagg run --venue sim` on loopback ports.
+# the simulator (`klagg sim`, bench/scripts/ccxt_check.py) and against klagg's Binance-compatible
+# API (`klagg run --venue sim`, scripts/api_client_check.py), on loopback ports.
 # Installs what it needs into a venv under target/api-venv; when that is impossible (no python3,
 # no venv module, no package index) it prints SKIP and exits 0.
 # Usage: scripts/api-client-check.sh [--klagg PATH]   (default target/debug/klagg; build it first)
@@ -25,4 +26,7 @@ if ! "$venv/bin/python" -c 'import ccxt, ccxt.pro, websocket' >/dev/null 2>&1; t
         exit 0
     fi
 fi
+echo "client check: ccxt and websocket-client against klagg sim"
+timeout 300 "$venv/bin/python" bench/scripts/ccxt_check.py "$@"
+echo "client check: ccxt and websocket-client against klagg's API"
 exec timeout 600 "$venv/bin/python" scripts/api_client_check.py "$@"
