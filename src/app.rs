@@ -463,6 +463,7 @@ fn spawn_shards(
         let mut shard_config =
             ShardConfig::new(id, config.intervals.clone(), config.ws_url.clone());
         shard_config.core = core;
+        shard_config.close_grace_ms = config.close_grace_ms;
         // Store and API receivers attach here: one KlineSink per consumer.
         let outputs = ShardOutputs {
             klines: sinks.to_vec(),

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use klagg_shards::kline::Interval;
+use klagg_shards::worker::CLOSE_GRACE_MS_DEFAULT;
 use serde::Deserialize;
 
 pub use crate::app_store::StoreSettings;
@@ -82,6 +83,10 @@ pub struct RunArgs {
     /// exchangeInfo refresh period (delistings, promotions) [default: 60s].
     #[arg(long, value_name = "DURATION")]
     pub exchange_info_refresh: Option<String>,
+    /// How long after a period's end (on the estimated exchange clock) a kline without a later
+    /// trade is closed; a trade of the period arriving later amends it [default: 150ms].
+    #[arg(long, value_name = "DURATION")]
+    pub close_grace: Option<String>,
     /// `--venue sim`: number of simulated symbols [default: 20].
     #[arg(long, value_name = "N")]
     pub sim_symbols: Option<usize>,
@@ -196,6 +201,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: slog::Level,
     pub exchange_info_refresh_ms: i64,
+    /// Clock closes happen this long after a period's end.
+    pub close_grace_ms: i64,
     /// The store: history, snapshots and repairs.
     pub store: StoreSettings,
 }
@@ -234,6 +241,7 @@ impl RunArgs {
             log_format: self.log_format.or(file.log_format),
             log_level: self.log_level.or(file.log_level),
             exchange_info_refresh: self.exchange_info_refresh.or(file.exchange_info_refresh),
+            close_grace: self.close_grace.or(file.close_grace),
             sim_symbols: self.sim_symbols.or(file.sim_symbols),
             sim_trade_rate: self.sim_trade_rate.or(file.sim_trade_rate),
             sim_seed: self.sim_seed.or(file.sim_seed),
@@ -282,6 +290,7 @@ impl RunArgs {
             log_format: parse_log_format(self.log_format.as_deref().unwrap_or("term"))?,
             log_level: parse_log_level(self.log_level.as_deref().unwrap_or("info"))?,
             exchange_info_refresh_ms: self.resolve_refresh()?,
+            close_grace_ms: self.resolve_close_grace()?,
         })
     }
 
@@ -385,6 +394,17 @@ impl RunArgs {
             only,
             max: self.max_symbols,
         })
+    }
+
+    fn resolve_close_grace(&self) -> Result<i64, ConfigError> {
+        let Some(text) = self.close_grace.as_deref() else {
+            return Ok(CLOSE_GRACE_MS_DEFAULT);
+        };
+        let duration = parse_duration("close-grace", text)?;
+        if duration > Duration::from_secs(60) {
+            return Err(invalid("close-grace", "must be at most 60s"));
+        }
+        Ok(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
     }
 
     fn resolve_refresh(&self) -> Result<i64, ConfigError> {

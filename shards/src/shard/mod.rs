@@ -73,7 +73,7 @@ impl ShardConfig {
             close_grace_ms: CLOSE_GRACE_MS_DEFAULT,
             recent_trades: RECENT_TRADES_DEFAULT,
             io: IoConfig::new(ws_base),
-            clock_tick: Duration::from_millis(50),
+            clock_tick: Duration::from_millis(20),
             heartbeat_interval: Duration::from_secs(1),
             inbox_drain_max: INBOX_DRAIN_MAX,
             outbox_pause_depth: OUTBOX_PAUSE_DEPTH,

@@ -22,7 +22,7 @@ use crate::protocol::{
 };
 
 /// Default grace between a period's end (by the exchange-time estimate) and its clock close.
-pub const CLOSE_GRACE_MS_DEFAULT: i64 = 250;
+pub const CLOSE_GRACE_MS_DEFAULT: i64 = 150;
 /// Default size of the ring of recent trades replayed on a resync.
 pub const RECENT_TRADES_DEFAULT: usize = 16_384;
 /// Longest symbol name accepted (Binance names are ≤ 20 bytes).
