@@ -1,6 +1,7 @@
 //! klagg data plane: the pure kline core ([`kline`]), the activation protocol's messages
 //! ([`protocol`]), the frame parser ([`parse`]), the activating Worker ([`worker`]), the
-//! shard's mio + tungstenite WebSocket I/O ([`io`]) and the pinned shard thread ([`shard`]).
+//! shard's mio + tungstenite WebSocket I/O ([`io`]), the pinned shard thread ([`shard`]) and
+//! Binance's server-side wire formats shared with the API and the simulator ([`wire`]).
 //!
 //! ```text
 //!  control plane ── ShardCmd (bounded inbox + mio Waker) ──► shard-NN (pinned)
@@ -16,4 +17,5 @@ pub mod kline;
 pub mod parse;
 pub mod protocol;
 pub mod shard;
+pub mod wire;
 pub mod worker;

@@ -1,152 +1,26 @@
-//! The WebSocket control protocol (pure functions, called on each WebSocket connection's thread):
-//! parsing SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY / GET_PROPERTY with ids
-//! up to u64, stream-name validation, and Binance's exact result and error shapes.
-
-use serde::Deserialize;
-use serde_json::Value;
+//! The simulator's side of the WebSocket control protocol (pure functions, called on each
+//! WebSocket connection's thread): the request parser of [`klagg_shards::wire::control`] with the
+//! simulator's dialect, and stream-name validation.
 
 use super::interval::Interval;
 
-/// A valid control request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// SUBSCRIBE with canonical stream names.
-    Subscribe {
-        /// Request id.
-        id: u64,
-        /// Canonical streams.
-        streams: Vec<String>,
-    },
-    /// UNSUBSCRIBE with canonical stream names.
-    Unsubscribe {
-        /// Request id.
-        id: u64,
-        /// Canonical streams.
-        streams: Vec<String>,
-    },
-    /// LIST_SUBSCRIPTIONS.
-    List {
-        /// Request id.
-        id: u64,
-    },
-    /// SET_PROPERTY ["combined", bool].
-    SetCombined {
-        /// Request id.
-        id: u64,
-        /// New value.
-        value: bool,
-    },
-    /// GET_PROPERTY ["combined"].
-    GetCombined {
-        /// Request id.
-        id: u64,
-    },
-}
+use klagg_shards::wire::control::{self, Dialect};
+pub use klagg_shards::wire::control::{Request, error, result_bool, result_list, result_null};
 
-#[derive(Deserialize)]
-#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-enum Method {
-    SUBSCRIBE,
-    UNSUBSCRIBE,
-    LIST_SUBSCRIPTIONS,
-    SET_PROPERTY,
-    GET_PROPERTY,
-}
-
-#[derive(Deserialize)]
-struct Raw {
-    method: Method,
-    #[serde(default)]
-    params: Option<Vec<Value>>,
-}
-
-/// `{"result":null,"id":N}`.
-pub fn result_null(id: u64) -> String {
-    format!(r#"{{"result":null,"id":{id}}}"#)
-}
-
-/// `{"error":{"code":C,"msg":M},"id":N|null}`.
-pub fn error(code: i32, msg: &str, id: Option<u64>) -> String {
-    let id = id.map_or("null".to_string(), |i| i.to_string());
-    format!(
-        r#"{{"error":{{"code":{code},"msg":{}}},"id":{id}}}"#,
-        super::render::json_escape(msg)
-    )
-}
-
-/// `{"result":[…],"id":N}`.
-pub fn result_list(id: u64, streams: &[String]) -> String {
-    let list = serde_json::to_string(streams).unwrap_or_else(|_| "[]".into());
-    format!(r#"{{"result":{list},"id":{id}}}"#)
-}
-
-/// `{"result":true|false,"id":N}`.
-pub fn result_bool(id: u64, value: bool) -> String {
-    format!(r#"{{"result":{value},"id":{id}}}"#)
-}
+/// The simulator's reading of control requests: stream names are checked and made canonical
+/// while parsing ([`canonical_stream`]; any kind of stream, unknown symbols included), and
+/// serde's messages keep their position, as the simulator has always answered.
+const DIALECT: Dialect = Dialect {
+    stream: canonical_stream,
+    error_positions: true,
+};
 
 /// Parse one text message; `Err` carries the complete error reply.
+///
+/// # Errors
+/// As [`control::parse`].
 pub fn parse(text: &str) -> Result<Request, String> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| error(3, &format!("Invalid JSON: {e}"), None))?;
-    let Some(id) = v.get("id").and_then(Value::as_u64) else {
-        return Err(error(
-            2,
-            "Invalid request: request ID must be an unsigned integer",
-            None,
-        ));
-    };
-    let raw: Raw = serde_json::from_str(text)
-        .map_err(|e| error(2, &format!("Invalid request: {e}"), Some(id)))?;
-    let params = raw.params.unwrap_or_default();
-    match raw.method {
-        Method::SUBSCRIBE => Ok(Request::Subscribe {
-            id,
-            streams: streams(&params, id)?,
-        }),
-        Method::UNSUBSCRIBE => Ok(Request::Unsubscribe {
-            id,
-            streams: streams(&params, id)?,
-        }),
-        Method::LIST_SUBSCRIPTIONS => Ok(Request::List { id }),
-        Method::SET_PROPERTY => {
-            if params.len() > 2 {
-                return Err(error(2, "Invalid request: too many parameters", Some(id)));
-            }
-            property_name(params.first(), id)?;
-            match params.get(1).and_then(Value::as_bool) {
-                Some(value) => Ok(Request::SetCombined { id, value }),
-                None => Err(error(1, "Invalid value type: expected Boolean", Some(id))),
-            }
-        }
-        Method::GET_PROPERTY => {
-            if params.len() > 1 {
-                return Err(error(2, "Invalid request: too many parameters", Some(id)));
-            }
-            property_name(params.first(), id)?;
-            Ok(Request::GetCombined { id })
-        }
-    }
-}
-
-fn property_name(v: Option<&Value>, id: u64) -> Result<(), String> {
-    match v.and_then(Value::as_str) {
-        Some("combined") => Ok(()),
-        Some(_) => Err(error(0, "Unknown property", Some(id))),
-        None => Err(error(
-            2,
-            "Invalid request: property name must be a string",
-            Some(id),
-        )),
-    }
-}
-
-fn streams(params: &[Value], id: u64) -> Result<Vec<String>, String> {
-    params
-        .iter()
-        .map(|p| p.as_str().and_then(canonical_stream))
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| error(2, "Invalid request: invalid stream", Some(id)))
+    control::parse(text, &DIALECT)
 }
 
 /// Validate a stream name and return its canonical form (lower-case symbol); `None` when it
@@ -201,7 +75,7 @@ mod tests {
         );
         assert_eq!(result_null(7), r#"{"result":null,"id":7}"#);
         assert_eq!(
-            result_list(3, &["a@aggTrade".into()]),
+            result_list(3, &[String::from("a@aggTrade")]),
             r#"{"result":["a@aggTrade"],"id":3}"#
         );
     }

@@ -1,120 +1,26 @@
-//! The WebSocket control protocol (pure; used by the `api-ws` thread and the handshake on the
-//! connection threads): `SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY` /
-//! `GET_PROPERTY combined`, with Binance's result and error shapes (`{"result":null,"id":1}`,
-//! `{"error":{"code":2,"msg":"…"},"id":1}`), and kline stream names.
+//! The API's side of the WebSocket control protocol (pure; used by the `api-ws` thread and the
+//! handshake on the connection threads): the request parser of [`klagg_shards::wire::control`]
+//! with the API's dialect, and kline stream names validated against the served intervals.
 
 use klagg_shards::kline::Interval;
-use serde::Deserialize;
-use serde_json::Value;
 
-/// A valid control request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    Subscribe { id: u64, streams: Vec<String> },
-    Unsubscribe { id: u64, streams: Vec<String> },
-    List { id: u64 },
-    SetCombined { id: u64, value: bool },
-    GetCombined { id: u64 },
-}
+use klagg_shards::wire::control::{self, Dialect};
+pub use klagg_shards::wire::control::{Request, error, result_bool, result_list, result_null};
 
-#[derive(Deserialize)]
-#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
-enum Method {
-    SUBSCRIBE,
-    UNSUBSCRIBE,
-    LIST_SUBSCRIPTIONS,
-    SET_PROPERTY,
-    GET_PROPERTY,
-}
-
-#[derive(Deserialize)]
-struct Raw {
-    method: Method,
-    #[serde(default)]
-    params: Option<Vec<Value>>,
-}
-
-/// `{"result":null,"id":N}`.
-pub fn result_null(id: u64) -> String {
-    format!(r#"{{"result":null,"id":{id}}}"#)
-}
-
-/// `{"result":[…],"id":N}`.
-pub fn result_list(id: u64, streams: &[&str]) -> String {
-    let list = serde_json::to_string(streams).unwrap_or_else(|_| "[]".into());
-    format!(r#"{{"result":{list},"id":{id}}}"#)
-}
-
-/// `{"result":true|false,"id":N}`.
-pub fn result_bool(id: u64, value: bool) -> String {
-    format!(r#"{{"result":{value},"id":{id}}}"#)
-}
-
-/// `{"error":{"code":C,"msg":M},"id":N|null}`.
-pub fn error(code: i32, msg: &str, id: Option<u64>) -> String {
-    let id = id.map_or_else(|| "null".to_string(), |i| i.to_string());
-    let msg = serde_json::to_string(msg).unwrap_or_else(|_| "\"\"".into());
-    format!(r#"{{"error":{{"code":{code},"msg":{msg}}},"id":{id}}}"#)
-}
+/// The API's reading of control requests: any string parameter is a stream name here (the push
+/// thread validates it with [`kline_stream`] and answers with the exact reason); serde's
+/// messages carry no position.
+const DIALECT: Dialect = Dialect {
+    stream: |name| Some(name.to_string()),
+    error_positions: false,
+};
 
 /// Parse one text message; `Err` is the complete error reply.
+///
+/// # Errors
+/// As [`control::parse`].
 pub fn parse(text: &str) -> Result<Request, String> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| error(3, &format!("Invalid JSON: {e}"), None))?;
-    let Some(id) = value.get("id").and_then(Value::as_u64) else {
-        let msg = "Invalid request: request ID must be an unsigned integer";
-        return Err(error(2, msg, None));
-    };
-    let raw: Raw = serde_json::from_value(value)
-        .map_err(|e| error(2, &format!("Invalid request: {e}"), Some(id)))?;
-    let params = raw.params.unwrap_or_default();
-    let names = |params: &[Value]| -> Result<Vec<String>, String> {
-        params
-            .iter()
-            .map(|p| p.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| error(2, "Invalid request: invalid stream", Some(id)))
-    };
-    match raw.method {
-        Method::SUBSCRIBE => Ok(Request::Subscribe {
-            id,
-            streams: names(&params)?,
-        }),
-        Method::UNSUBSCRIBE => Ok(Request::Unsubscribe {
-            id,
-            streams: names(&params)?,
-        }),
-        Method::LIST_SUBSCRIPTIONS => Ok(Request::List { id }),
-        Method::SET_PROPERTY => {
-            if params.len() > 2 {
-                return Err(error(2, "Invalid request: too many parameters", Some(id)));
-            }
-            property_name(params.first(), id)?;
-            match params.get(1).and_then(Value::as_bool) {
-                Some(value) => Ok(Request::SetCombined { id, value }),
-                None => Err(error(1, "Invalid value type: expected Boolean", Some(id))),
-            }
-        }
-        Method::GET_PROPERTY => {
-            if params.len() > 1 {
-                return Err(error(2, "Invalid request: too many parameters", Some(id)));
-            }
-            property_name(params.first(), id)?;
-            Ok(Request::GetCombined { id })
-        }
-    }
-}
-
-fn property_name(value: Option<&Value>, id: u64) -> Result<(), String> {
-    match value.and_then(Value::as_str) {
-        Some("combined") => Ok(()),
-        Some(_) => Err(error(0, "Unknown property", Some(id))),
-        None => Err(error(
-            2,
-            "Invalid request: property name must be a string",
-            Some(id),
-        )),
-    }
+    control::parse(text, &DIALECT)
 }
 
 /// A kline stream name, validated.
@@ -176,90 +82,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_requests_with_u64_ids() {
-        let r = parse(
-            r#"{"method":"SUBSCRIBE","params":["btcusdt@kline_1m"],"id":18446744073709551615}"#,
-        );
+    fn parses_with_the_apis_dialect() {
         assert_eq!(
-            r,
+            parse(r#"{"method":"SUBSCRIBE","params":["nonsense"],"id":9}"#),
             Ok(Request::Subscribe {
-                id: u64::MAX,
-                streams: vec!["btcusdt@kline_1m".into()]
+                id: 9,
+                streams: vec!["nonsense".into()]
             })
         );
-        assert_eq!(
-            parse(r#"{"method":"LIST_SUBSCRIPTIONS","id":3}"#),
-            Ok(Request::List { id: 3 })
-        );
-        assert_eq!(
-            parse(r#"{"method":"SET_PROPERTY","params":["combined",true],"id":5}"#),
-            Ok(Request::SetCombined { id: 5, value: true })
-        );
-        assert_eq!(
-            parse(r#"{"method":"GET_PROPERTY","params":["combined"],"id":2}"#),
-            Ok(Request::GetCombined { id: 2 })
-        );
-        assert_eq!(
-            parse(r#"{"method":"UNSUBSCRIBE","params":[],"id":0}"#),
-            Ok(Request::Unsubscribe {
-                id: 0,
-                streams: vec![]
-            })
-        );
-    }
-
-    #[test]
-    fn errors_have_binance_shapes() {
-        let err = |text: &str| serde_json::from_str::<Value>(&parse(text).unwrap_err()).unwrap();
-        let bad_json = err("{nope");
-        assert_eq!(bad_json["error"]["code"], 3);
-        assert!(bad_json["id"].is_null());
-        let no_id = err(r#"{"method":"SUBSCRIBE","params":[]}"#);
-        assert_eq!(
-            no_id["error"]["msg"],
-            "Invalid request: request ID must be an unsigned integer"
-        );
-        assert_eq!(
-            err(r#"{"method":"SUBSCRIBE","params":[],"id":-1}"#)["error"]["code"],
-            2
-        );
-        let method = err(r#"{"method":"FOO","id":4}"#);
-        assert_eq!(
-            (method["error"]["code"].as_i64(), method["id"].as_u64()),
-            (Some(2), Some(4))
-        );
-        assert!(
-            method["error"]["msg"]
-                .as_str()
-                .unwrap()
-                .contains("unknown variant")
-        );
-        assert_eq!(
-            err(r#"{"method":"SUBSCRIBE","params":[1],"id":1}"#)["error"]["msg"],
-            "Invalid request: invalid stream"
-        );
-        assert_eq!(
-            err(r#"{"method":"SET_PROPERTY","params":["x",true],"id":1}"#)["error"]["code"],
-            0
-        );
-        assert_eq!(
-            err(r#"{"method":"SET_PROPERTY","params":["combined",1],"id":1}"#)["error"]["code"],
-            1
-        );
-        assert_eq!(
-            err(r#"{"method":"GET_PROPERTY","params":[5],"id":1}"#)["error"]["code"],
-            2
-        );
-        assert_eq!(
-            err(r#"{"method":"GET_PROPERTY","params":["combined",1],"id":1}"#)["error"]["msg"],
-            "Invalid request: too many parameters"
-        );
-        assert_eq!(result_null(7), r#"{"result":null,"id":7}"#);
-        assert_eq!(
-            result_list(3, &["a@kline_1m"]),
-            r#"{"result":["a@kline_1m"],"id":3}"#
-        );
-        assert_eq!(result_bool(2, true), r#"{"result":true,"id":2}"#);
+        let unknown = parse(r#"{"method":"FOO","id":4}"#).unwrap_err();
+        assert!(unknown.contains("unknown variant"), "{unknown}");
+        assert!(!unknown.contains("at line"), "{unknown}");
     }
 
     #[test]
