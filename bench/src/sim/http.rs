@@ -1,53 +1,35 @@
-//! Minimal HTTP/1.1 for the simulator's single listener (runs on each client connection's
-//! thread): reads one request head at a time from a keep-alive connection (bounded size),
-//! parses the path, query and headers, and writes JSON responses.
+//! HTTP/1.1 for the simulator's single listener (runs on each client connection's thread): reads
+//! one request head at a time from a keep-alive connection (bounded size), skips any body, and
+//! writes JSON responses. The head, its query and the response are
+//! [`klagg_shards::wire::http`]'s, read with its lenient syntax; the simulator routes on the
+//! percent-decoded path.
 
 use std::io::{self, Read, Write};
 
-/// Largest request head accepted.
-pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+use klagg_shards::wire::http::{
+    HEAD_MAX_BYTES, HeadSyntax, parse_head, percent_decode, write_head,
+};
+pub use klagg_shards::wire::http::{Request, Response};
+
 /// Largest request body read (and discarded).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The content type of every answer.
+const CONTENT_TYPE: &str = "application/json;charset=UTF-8";
 
-/// One parsed request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Request {
-    /// Method, e.g. `GET`.
-    pub method: String,
-    /// Path without the query, e.g. `/fapi/v1/klines`.
-    pub path: String,
-    /// Raw target (path and query) as sent.
-    pub target: String,
-    /// Query parameters, percent-decoded, in order.
-    pub query: Vec<(String, String)>,
-    /// Headers with lower-case names.
-    pub headers: Vec<(String, String)>,
-    /// The client asked to close after this request (or spoke HTTP/1.0).
-    pub close: bool,
+/// A JSON response.
+pub fn json(status: u16, body: String) -> Response {
+    Response::new(status, CONTENT_TYPE, body.into_bytes())
 }
 
-impl Request {
-    /// First query value of `name`.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// First header value of `name` (lower case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// True for a WebSocket upgrade request.
-    pub fn is_websocket(&self) -> bool {
-        self.header("upgrade")
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-    }
+/// A Binance error body `{"code":…,"msg":…}`.
+pub fn error(status: u16, code: i32, msg: &str) -> Response {
+    json(
+        status,
+        format!(
+            r#"{{"code":{code},"msg":{}}}"#,
+            super::render::json_escape(msg)
+        ),
+    )
 }
 
 /// Outcome of reading a request.
@@ -64,14 +46,14 @@ pub enum ReadOutcome {
 /// Read the next request head from `stream`, buffering in `buf` across calls.
 pub fn read_request(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<ReadOutcome> {
     loop {
-        if let Some(end) = find_head_end(buf) {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            buf.drain(..end + 4);
-            let req = parse_head(&head).ok_or_else(|| bad("malformed request head"))?;
+        let head = parse_head(buf, HeadSyntax::Lenient).map_err(|e| bad(&e.to_string()))?;
+        if let Some((mut req, used)) = head {
+            buf.drain(..used);
+            req.path = percent_decode(&req.path);
             discard_body(stream, buf, &req)?;
             return Ok(ReadOutcome::Request(req));
         }
-        if buf.len() > MAX_HEAD_BYTES {
+        if buf.len() > HEAD_MAX_BYTES {
             return Err(bad("request head too large"));
         }
         let mut chunk = [0u8; 4096];
@@ -97,10 +79,6 @@ fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
-}
-
 fn discard_body(stream: &mut impl Read, buf: &mut Vec<u8>, req: &Request) -> io::Result<()> {
     let len: usize = req
         .header("content-length")
@@ -122,131 +100,11 @@ fn discard_body(stream: &mut impl Read, buf: &mut Vec<u8>, req: &Request) -> io:
     Ok(())
 }
 
-/// Parse a request head (request line and headers, without the blank line).
-pub fn parse_head(head: &str) -> Option<Request> {
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let (method, target, version) = (first.next()?, first.next()?, first.next()?);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let conn = headers
-        .iter()
-        .find(|(k, _)| k == "connection")
-        .map(|(_, v)| v.to_ascii_lowercase());
-    let close = version == "HTTP/1.0" || conn.as_deref() == Some("close");
-    Some(Request {
-        method: method.to_string(),
-        path: percent_decode(path),
-        target: target.to_string(),
-        query: parse_query(query),
-        headers,
-        close,
-    })
-}
-
-/// Split and decode `a=1&b=2`.
-pub fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// Decode `%XX` escapes and `+` (as space).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A response about to be written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// JSON body.
-    pub body: String,
-    /// Extra headers.
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl Response {
-    /// A JSON response.
-    pub fn json(status: u16, body: String) -> Self {
-        Response {
-            status,
-            body,
-            headers: Vec::new(),
-        }
-    }
-
-    /// A Binance error body `{"code":…,"msg":…}`.
-    pub fn error(status: u16, code: i32, msg: &str) -> Self {
-        Response::json(
-            status,
-            format!(
-                r#"{{"code":{code},"msg":{}}}"#,
-                super::render::json_escape(msg)
-            ),
-        )
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        418 => "I'm a teapot",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
 /// Write `resp` with Content-Length and keep-alive headers.
 pub fn write_response(stream: &mut impl Write, resp: &Response, close: bool) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: {}\r\n",
-        resp.status,
-        reason(resp.status),
-        resp.body.len(),
-        if close { "close" } else { "keep-alive" }
-    );
-    for (k, v) in &resp.headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(resp.body.as_bytes());
+    let mut bytes = Vec::with_capacity(256 + resp.body.len());
+    write_head(&mut bytes, resp, !close, &[]);
+    bytes.extend_from_slice(&resp.body);
     stream.write_all(&bytes)?;
     stream.flush()
 }
@@ -265,12 +123,12 @@ mod tests {
         };
         assert_eq!(r.path, "/fapi/v1/klines");
         assert_eq!(r.param("interval"), Some("1m"));
-        assert!(!r.close);
+        assert!(r.keep_alive);
         let ReadOutcome::Request(r2) = read_request(&mut src, &mut buf).unwrap() else {
             panic!()
         };
         assert_eq!(r2.path, "/fapi/v1/ping");
-        assert!(r2.close);
+        assert!(!r2.keep_alive);
         assert!(matches!(
             read_request(&mut src, &mut buf).unwrap(),
             ReadOutcome::Closed
@@ -278,13 +136,18 @@ mod tests {
     }
 
     #[test]
-    fn decoding() {
-        assert_eq!(
-            percent_decode("btcusdt%40aggTrade%2Fx"),
-            "btcusdt@aggTrade/x"
-        );
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert!(parse_head("garbage").is_none());
+    fn routes_on_the_decoded_path_and_skips_bodies() {
+        let raw = b"POST /ws/btcusdt%40aggTrade HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /x HTTP/1.0\r\n\r\n";
+        let mut src = &raw[..];
+        let mut buf = Vec::new();
+        let ReadOutcome::Request(r) = read_request(&mut src, &mut buf).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.path, "/ws/btcusdt@aggTrade");
+        assert_eq!(r.target, "/ws/btcusdt%40aggTrade");
+        let ReadOutcome::Request(r2) = read_request(&mut src, &mut buf).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r2.path.as_str(), r2.keep_alive), ("/x", false));
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
-use super::http::{Request, Response};
+use super::http::{self, Request, Response};
 use super::interval::Interval;
 use super::market::SymbolStatus;
 use super::ratelimit::Verdict;
@@ -64,13 +64,13 @@ fn serve(shared: &Shared, req: &Request, now: i64) -> Response {
     if shared.faults.take_rest_error() {
         shared.hub.counters.rest_5xx.fetch_add(1, Ordering::Relaxed);
         let msg = "Internal error; unable to process your request. Please try again.";
-        return Response::error(503, -1001, msg);
+        return http::error(503, -1001, msg);
     }
     dispatch(shared, req, now)
 }
 
 fn retry_later(status: u16, msg: &str, retry_after_s: u64) -> Response {
-    let mut r = Response::error(status, -1003, msg);
+    let mut r = http::error(status, -1003, msg);
     r.headers.push(("Retry-After", retry_after_s.to_string()));
     r
 }
@@ -98,7 +98,7 @@ pub fn weight_of(req: &Request) -> u32 {
 
 fn dispatch(shared: &Shared, req: &Request, now: i64) -> Response {
     if req.method != "GET" {
-        return Response::error(405, -1000, "Only GET is supported by the simulator.");
+        return http::error(405, -1000, "Only GET is supported by the simulator.");
     }
     let result = match req.path.as_str() {
         "/fapi/v1/ping" => Ok("{}".to_string()),
@@ -111,10 +111,10 @@ fn dispatch(shared: &Shared, req: &Request, now: i64) -> Response {
         "/fapi/v1/klines" => klines(shared, req, now),
         "/fapi/v1/aggTrades" => agg_trades(shared, req),
         "/fapi/v1/ticker/24hr" => ticker(shared, req, now),
-        _ => return Response::error(404, -1000, "Path not found."),
+        _ => return http::error(404, -1000, "Path not found."),
     };
     match result {
-        Ok(body) => Response::json(200, body),
+        Ok(body) => http::json(200, body),
         Err(e) => e,
     }
 }
@@ -124,7 +124,7 @@ type Answer = Result<String, Response>;
 fn mandatory<'a>(req: &'a Request, name: &str) -> Result<&'a str, Response> {
     match req.param(name) {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(Response::error(
+        _ => Err(http::error(
             400,
             -1102,
             &format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
@@ -136,7 +136,7 @@ fn optional<T: std::str::FromStr>(req: &Request, name: &str) -> Result<Option<T>
     match req.param(name) {
         None | Some("") => Ok(None),
         Some(v) => v.parse().map(Some).map_err(|_| {
-            Response::error(
+            http::error(
                 400,
                 -1100,
                 &format!("Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."),
@@ -150,13 +150,13 @@ fn symbol_index(shared: &Shared, name: &str) -> Result<usize, Response> {
         .market
         .lock()
         .find(name)
-        .ok_or_else(|| Response::error(400, -1121, "Invalid symbol."))
+        .ok_or_else(|| http::error(400, -1121, "Invalid symbol."))
 }
 
 fn limit(req: &Request, default: usize, max: usize) -> Result<usize, Response> {
     let l = optional::<usize>(req, "limit")?.unwrap_or(default);
     if l == 0 || l > max {
-        return Err(Response::error(
+        return Err(http::error(
             400,
             -1130,
             "Data sent for parameter 'limit' is not valid.",
@@ -171,7 +171,7 @@ fn time_range(req: &Request) -> Result<(Option<i64>, Option<i64>), Response> {
     if let (Some(s), Some(e)) = (start, end)
         && s > e
     {
-        return Err(Response::error(
+        return Err(http::error(
             400,
             -1023,
             "Start time is greater than end time.",
@@ -183,8 +183,8 @@ fn time_range(req: &Request) -> Result<(Option<i64>, Option<i64>), Response> {
 fn klines(shared: &Shared, req: &Request, now: i64) -> Answer {
     let symbol = mandatory(req, "symbol")?;
     let interval = mandatory(req, "interval")?;
-    let iv = Interval::parse(interval)
-        .ok_or_else(|| Response::error(400, -1120, "Invalid interval."))?;
+    let iv =
+        Interval::parse(interval).ok_or_else(|| http::error(400, -1120, "Invalid interval."))?;
     let idx = symbol_index(shared, symbol)?;
     let limit = limit(req, KLINES_LIMIT_DEFAULT, KLINES_LIMIT_MAX)?;
     let (start, end) = time_range(req)?;
@@ -210,7 +210,7 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
     if let (Some(s), Some(e)) = (start, end)
         && e.saturating_sub(s) > AGG_TRADES_MAX_SPAN_MS
     {
-        return Err(Response::error(
+        return Err(http::error(
             400,
             -1127,
             "More than 1 hours between startTime and endTime.",
@@ -295,7 +295,7 @@ mod tests {
     use super::*;
 
     fn req(target: &str) -> Request {
-        super::super::http::parse_head(&format!("GET {target} HTTP/1.1\r\nHost: x")).unwrap()
+        Request::get(target)
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use super::http::{self, ReadOutcome, Response};
+use super::http::{self, ReadOutcome};
 use super::{rest, ws_conn};
 
 /// Read timeout while waiting for a request (lets the thread notice shutdown).
@@ -113,7 +113,7 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream) {
     let Some(first) = next_request(shared, &mut stream, &mut buf, HEAD_TIMEOUT) else {
         return;
     };
-    if first.is_websocket() {
+    if first.is_websocket_upgrade() {
         shared
             .hub
             .counters
@@ -129,11 +129,11 @@ fn serve_connection(shared: &Arc<Shared>, tcp: TcpStream) {
         .fetch_add(1, Ordering::Relaxed);
     let mut req = first;
     loop {
-        if !answer(shared, &mut stream, &req, peer) || req.close {
+        if !answer(shared, &mut stream, &req, peer) || !req.keep_alive {
             return;
         }
         match next_request(shared, &mut stream, &mut buf, KEEP_ALIVE_IDLE) {
-            Some(r) if r.is_websocket() => return, // upgrades must come on a fresh connection
+            Some(r) if r.is_websocket_upgrade() => return, // upgrades must come on a fresh connection
             Some(r) => req = r,
             None => return,
         }
@@ -159,7 +159,7 @@ fn next_request(
             Err(_) => {
                 let _ = http::write_response(
                     stream,
-                    &Response::error(400, -1000, "Malformed request."),
+                    &http::error(400, -1000, "Malformed request."),
                     true,
                 );
                 return None;
@@ -175,5 +175,5 @@ fn answer(shared: &Shared, stream: &mut ConnStream, req: &http::Request, peer: S
     if !latency.is_zero() {
         std::thread::sleep(latency);
     }
-    http::write_response(stream, &resp, req.close).is_ok()
+    http::write_response(stream, &resp, !req.keep_alive).is_ok()
 }

@@ -14,7 +14,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use super::http::{self, Response};
+use super::http;
 use super::hub::{ConnCtl, MalformedFrame, Outbound, Route, SubKind};
 use super::server::ConnStream;
 use super::ws_proto::{self, Request as Ctl};
@@ -92,7 +92,7 @@ pub fn serve(
         route_of(&req.path, &req.query),
         req.header("sec-websocket-key"),
     ) else {
-        let resp = Response::error(404, -1000, "Invalid websocket path or handshake.");
+        let resp = http::error(404, -1000, "Invalid websocket path or handshake.");
         let _ = http::write_response(&mut stream, &resp, true);
         return;
     };
@@ -137,10 +137,7 @@ pub fn serve(
 
 /// Write the 101 answer and switch the socket to non-blocking.
 fn accept(stream: &mut ConnStream, key: &str) -> io::Result<()> {
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
+    let head = klagg_shards::wire::http::switching_protocols(key);
     io::Write::write_all(stream, head.as_bytes())?;
     io::Write::flush(stream)?;
     stream.tcp().set_nonblocking(true)
@@ -411,7 +408,7 @@ mod tests {
 
     #[test]
     fn upgrade_paths() {
-        let q = |s: &str| http::parse_query(s);
+        let q = |s: &str| klagg_shards::wire::http::parse_query(s);
         let u = route_of("/market/ws", &[]).unwrap();
         assert_eq!(
             (u.route, u.combined, u.streams.len()),

@@ -110,11 +110,7 @@ pub fn upgrade(
         let msg = format!("Too many WebSocket connections (limit {max}).");
         return refuse(&mut stream, error_response(503, -1003, &msg));
     }
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
+    let head = klagg_shards::wire::http::switching_protocols(key);
     if stream.write_all(head.as_bytes()).is_err() || stream.set_nonblocking(true).is_err() {
         api.push.release();
         return;
