@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use klagg_shards::kline::{Interval, Kline};
+use klagg_shards::wire::rest::{self, RequestError};
 use parking_lot::Mutex;
 
 use super::live::{Overlay, merge};
@@ -65,29 +66,8 @@ fn bad(code: i32, msg: &str) -> HttpResponse {
     error_response(400, code, msg)
 }
 
-fn mandatory<'a>(request: &'a HttpRequest, name: &str) -> Result<&'a str, HttpResponse> {
-    match request.param(name) {
-        Some(value) if !value.is_empty() => Ok(value),
-        _ => Err(bad(
-            -1102,
-            &format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
-        )),
-    }
-}
-
-fn optional<T: std::str::FromStr>(
-    request: &HttpRequest,
-    name: &str,
-) -> Result<Option<T>, HttpResponse> {
-    match request.param(name) {
-        None | Some("") => Ok(None),
-        Some(value) => value.parse().map(Some).map_err(|_| {
-            bad(
-                -1100,
-                &format!("Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."),
-            )
-        }),
-    }
+fn refused(error: RequestError) -> HttpResponse {
+    bad(error.code, &error.msg)
 }
 
 /// The validated parameters of a klines request.
@@ -106,8 +86,8 @@ pub struct KlinesQuery {
 /// # Errors
 /// The 400 answer.
 pub fn klines_query(api: &ApiState, request: &HttpRequest) -> Result<KlinesQuery, HttpResponse> {
-    let symbol = mandatory(request, "symbol")?;
-    let interval = mandatory(request, "interval")?;
+    let symbol = rest::mandatory(request, "symbol").map_err(refused)?;
+    let interval = rest::mandatory(request, "interval").map_err(refused)?;
     let interval: Interval = interval
         .parse()
         .map_err(|_| bad(-1120, "Invalid interval."))?;
@@ -123,17 +103,8 @@ pub fn klines_query(api: &ApiState, request: &HttpRequest) -> Result<KlinesQuery
         .registry
         .index(symbol)
         .ok_or_else(|| bad(-1121, "Invalid symbol."))?;
-    let limit = optional::<u32>(request, "limit")?.unwrap_or(KLINES_LIMIT_DEFAULT);
-    if limit == 0 || limit > KLINES_LIMIT_MAX {
-        return Err(bad(-1130, "Data sent for parameter 'limit' is not valid."));
-    }
-    let start_ms = optional::<i64>(request, "startTime")?;
-    let end_ms = optional::<i64>(request, "endTime")?;
-    if let (Some(start), Some(end)) = (start_ms, end_ms)
-        && start > end
-    {
-        return Err(bad(-1023, "Start time is greater than end time."));
-    }
+    let limit = rest::limit(request, KLINES_LIMIT_DEFAULT, KLINES_LIMIT_MAX).map_err(refused)?;
+    let (start_ms, end_ms) = rest::time_range(request).map_err(refused)?;
     Ok(KlinesQuery {
         symbol: symbol.to_string(),
         key: StreamKey {

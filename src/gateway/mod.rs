@@ -217,8 +217,7 @@ pub fn json_response(status: u16, body: String) -> HttpResponse {
 
 /// Binance's error body `{"code":C,"msg":"…"}` with an HTTP status.
 pub fn error_response(status: u16, code: i32, msg: &str) -> HttpResponse {
-    let body = serde_json::json!({ "code": code, "msg": msg }).to_string();
-    json_response(status, body)
+    json_response(status, klagg_shards::wire::rest::error_body(code, msg))
 }
 
 /// The bound address (with the real port when `--listen` asked for port 0).

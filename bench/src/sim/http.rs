@@ -23,13 +23,7 @@ pub fn json(status: u16, body: String) -> Response {
 
 /// A Binance error body `{"code":…,"msg":…}`.
 pub fn error(status: u16, code: i32, msg: &str) -> Response {
-    json(
-        status,
-        format!(
-            r#"{{"code":{code},"msg":{}}}"#,
-            super::render::json_escape(msg)
-        ),
-    )
+    json(status, klagg_shards::wire::rest::error_body(code, msg))
 }
 
 /// Outcome of reading a request.

@@ -248,11 +248,6 @@ pub fn ticker_24h(out: &mut String, symbol: &str, s: &Stats24, pdp: u32, qdp: u3
     );
 }
 
-/// Escape a string for a JSON string literal (error messages echo client input).
-pub fn json_escape(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
+use klagg_shards::wire::rest::{self, RequestError};
+
 use super::http::{self, Request, Response};
 use super::interval::Interval;
 use super::market::SymbolStatus;
@@ -121,28 +123,16 @@ fn dispatch(shared: &Shared, req: &Request, now: i64) -> Response {
 
 type Answer = Result<String, Response>;
 
+fn refused(error: RequestError) -> Response {
+    http::error(400, error.code, &error.msg)
+}
+
 fn mandatory<'a>(req: &'a Request, name: &str) -> Result<&'a str, Response> {
-    match req.param(name) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(http::error(
-            400,
-            -1102,
-            &format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
-        )),
-    }
+    rest::mandatory(req, name).map_err(refused)
 }
 
 fn optional<T: std::str::FromStr>(req: &Request, name: &str) -> Result<Option<T>, Response> {
-    match req.param(name) {
-        None | Some("") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| {
-            http::error(
-                400,
-                -1100,
-                &format!("Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."),
-            )
-        }),
-    }
+    rest::optional(req, name).map_err(refused)
 }
 
 fn symbol_index(shared: &Shared, name: &str) -> Result<usize, Response> {
@@ -154,30 +144,11 @@ fn symbol_index(shared: &Shared, name: &str) -> Result<usize, Response> {
 }
 
 fn limit(req: &Request, default: usize, max: usize) -> Result<usize, Response> {
-    let l = optional::<usize>(req, "limit")?.unwrap_or(default);
-    if l == 0 || l > max {
-        return Err(http::error(
-            400,
-            -1130,
-            "Data sent for parameter 'limit' is not valid.",
-        ));
-    }
-    Ok(l)
+    rest::limit(req, default, max).map_err(refused)
 }
 
 fn time_range(req: &Request) -> Result<(Option<i64>, Option<i64>), Response> {
-    let start = optional::<i64>(req, "startTime")?;
-    let end = optional::<i64>(req, "endTime")?;
-    if let (Some(s), Some(e)) = (start, end)
-        && s > e
-    {
-        return Err(http::error(
-            400,
-            -1023,
-            "Start time is greater than end time.",
-        ));
-    }
-    Ok((start, end))
+    rest::time_range(req).map_err(refused)
 }
 
 fn klines(shared: &Shared, req: &Request, now: i64) -> Answer {

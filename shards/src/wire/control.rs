@@ -71,8 +71,8 @@ pub fn result_bool(id: u64, value: bool) -> String {
 /// `{"error":{"code":C,"msg":M},"id":N|null}`.
 pub fn error(code: i32, msg: &str, id: Option<u64>) -> String {
     let id = id.map_or_else(|| "null".to_string(), |i| i.to_string());
-    let msg = super::json_string(msg);
-    format!(r#"{{"error":{{"code":{code},"msg":{msg}}},"id":{id}}}"#)
+    let body = super::rest::error_body(code, msg);
+    format!(r#"{{"error":{body},"id":{id}}}"#)
 }
 
 /// Parse one text message; `Err` is the complete error reply.
