@@ -4,10 +4,10 @@
 //! code with HTTP 400. Store readers (one SQLite connection each) are pooled: a request borrows
 //! one and gives it back.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use klagg_shards::kline::{Interval, Kline};
+use klagg_shards::kline::{Fixed, Interval, Kline, Scales};
+use klagg_shards::wire::exinfo::{self, ExchangeSymbol};
 use klagg_shards::wire::rest::{self, RequestError};
 use parking_lot::Mutex;
 
@@ -20,6 +20,8 @@ use crate::symbol_manager::registry::Lifecycle;
 
 /// Idle store readers kept for reuse.
 pub const READERS_IDLE_MAX: usize = 16;
+/// The request weight per minute exchangeInfo announces (Binance's).
+const WEIGHT_LIMIT: u32 = 2400;
 /// `deliveryDate` of a perpetual (Binance's sentinel, 2100-12-25).
 const PERPETUAL_DELIVERY_MS: i64 = 4_133_404_800_000;
 
@@ -216,73 +218,36 @@ pub fn handle_intervals(ctx: &GatewayContext, _request: &HttpRequest) -> HttpRes
 /// `GET /fapi/v1/exchangeInfo`: the served symbols in Binance's layout.
 pub fn handle_exchange_info(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
     let entries = ctx.registry.snapshot();
-    let mut out = String::with_capacity(1024 + entries.len() * 1400);
-    let _ = write!(
-        out,
-        concat!(
-            r#"{{"timezone":"UTC","serverTime":{},"futuresType":"U_MARGINED","rateLimits":["#,
-            r#"{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":2400}},"#,
-            r#"{{"rateLimitType":"ORDERS","interval":"MINUTE","intervalNum":1,"limit":1200}},"#,
-            r#"{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":300}}],"#,
-            r#""exchangeFilters":[],"assets":[{{"asset":"USDT","marginAvailable":true,"autoAssetExchange":"-10000"}}],"#,
-            r#""symbols":["#
-        ),
-        epoch_ms()
-    );
-    let mut first = true;
-    for entry in &entries {
+    let symbols = entries.iter().map(|entry| {
         let status = match entry.lifecycle {
             Lifecycle::Pending => "PENDING_TRADING",
             Lifecycle::Delisted => "CLOSE",
             _ => "TRADING",
         };
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        symbol_json(&mut out, &entry.name, entry.scales, status);
-    }
-    out.push_str("]}");
-    json_response(200, out)
+        exchange_symbol(&entry.name, entry.scales, status)
+    });
+    json_response(200, exinfo::render(epoch_ms(), WEIGHT_LIMIT, symbols))
 }
 
 /// `1` at `scale` decimal places: `"0.01"` for 2, `"1"` for 0.
 fn unit(scale: u8) -> String {
-    klagg_shards::kline::Fixed::new(1, scale).to_string()
+    Fixed::new(1, scale).to_string()
 }
 
-fn symbol_json(out: &mut String, name: &str, scales: klagg_shards::kline::Scales, status: &str) {
-    let base = name.strip_suffix("USDT").unwrap_or(name);
-    let (tick, step) = (unit(scales.price), unit(scales.qty));
-    let max_price = klagg_shards::kline::Fixed::new(1_000_000_000i128, 0).to_string();
-    let max_qty = klagg_shards::kline::Fixed::new(100_000_000i128, 0).to_string();
-    let _ = write!(
-        out,
-        concat!(
-            r#"{{"symbol":"{name}","pair":"{name}","contractType":"PERPETUAL","deliveryDate":{dd},"onboardDate":0,"#,
-            r#""status":"{st}","maintMarginPercent":"2.5000","requiredMarginPercent":"5.0000","baseAsset":"{base}","#,
-            r#""quoteAsset":"USDT","marginAsset":"USDT","pricePrecision":{pdp},"quantityPrecision":{qdp},"#,
-            r#""baseAssetPrecision":8,"quotePrecision":8,"underlyingType":"COIN","underlyingSubType":[],"#,
-            r#""settlePlan":0,"triggerProtect":"0.0500","liquidationFee":"0.012500","marketTakeBound":"0.05","#,
-            r#""maxMoveOrderLimit":10000,"filters":["#,
-            r#"{{"minPrice":"{tick}","maxPrice":"{maxp}","filterType":"PRICE_FILTER","tickSize":"{tick}"}},"#,
-            r#"{{"stepSize":"{step}","filterType":"LOT_SIZE","maxQty":"{maxq}","minQty":"{step}"}},"#,
-            r#"{{"stepSize":"{step}","filterType":"MARKET_LOT_SIZE","maxQty":"{maxq}","minQty":"{step}"}},"#,
-            r#"{{"limit":200,"filterType":"MAX_NUM_ORDERS"}},"#,
-            r#"{{"notional":"5","filterType":"MIN_NOTIONAL"}},"#,
-            r#"{{"multiplierDown":"0.9500","multiplierUp":"1.0500","multiplierDecimal":"4","filterType":"PERCENT_PRICE"}}],"#,
-            r#""orderTypes":["LIMIT","MARKET","STOP","STOP_MARKET","TAKE_PROFIT","TAKE_PROFIT_MARKET","TRAILING_STOP_MARKET"],"#,
-            r#""timeInForce":["GTC","IOC","FOK","GTX","GTD"]}}"#
-        ),
-        name = name,
-        dd = PERPETUAL_DELIVERY_MS,
-        st = status,
-        base = base,
-        pdp = scales.price,
-        qdp = scales.qty,
-        tick = tick,
-        maxp = max_price,
-        step = step,
-        maxq = max_qty,
-    );
+/// A served symbol as exchangeInfo shows it: one unit at its scales as tick and step, a
+/// perpetual's delivery date, fixed maxima.
+fn exchange_symbol<'a>(name: &'a str, scales: Scales, status: &'a str) -> ExchangeSymbol<'a> {
+    ExchangeSymbol {
+        name,
+        base: name.strip_suffix("USDT").unwrap_or(name),
+        status,
+        onboard_ms: 0,
+        delivery_ms: PERPETUAL_DELIVERY_MS,
+        price_dp: u32::from(scales.price),
+        qty_dp: u32::from(scales.qty),
+        tick: unit(scales.price),
+        max_price: Fixed::new(1_000_000_000i128, 0).to_string(),
+        step: unit(scales.qty),
+        max_qty: Fixed::new(100_000_000i128, 0).to_string(),
+    }
 }
