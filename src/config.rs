@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use klagg_shards::kline::Interval;
+use klagg_shards::wire::duration::{self, DurationError, Numbers};
 use klagg_shards::worker::CLOSE_GRACE_MS_DEFAULT;
 use serde::Deserialize;
 
@@ -495,31 +496,17 @@ pub fn parse_core_list(text: &str) -> Result<Vec<usize>, ConfigError> {
 /// # Errors
 /// A missing or malformed number, or an unknown unit.
 pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| invalid(flag, format!("{text:?} is not a duration like 30s, 5m, 2h")))?;
-    let ms_per_unit: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(invalid(
-                flag,
-                format!("unknown unit {unit:?} (use ms, s, m, h, d)"),
-            ));
-        }
-    };
-    let ms = value
-        .checked_mul(ms_per_unit)
-        .ok_or_else(|| invalid(flag, format!("{text:?} is too long")))?;
-    Ok(Duration::from_millis(ms))
+    duration::parse(text, Numbers::Whole).map_err(|error| {
+        let text = text.trim();
+        let reason = match error {
+            DurationError::NotANumber => format!("{text:?} is not a duration like 30s, 5m, 2h"),
+            DurationError::UnknownUnit(unit) => {
+                format!("unknown unit {unit:?} (use ms, s, m, h, d)")
+            }
+            DurationError::OutOfRange => format!("{text:?} is too long"),
+        };
+        invalid(flag, reason)
+    })
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use klagg_shards::wire::duration::{self, DurationError, Numbers};
+
 use super::config::{FirehoseConfig, ReplaySource, SimConfig};
 use super::{Sim, SimHandle};
 use crate::replay::symbol_from_file_name;
@@ -188,24 +190,13 @@ fn replay_source(arg: &str) -> Result<ReplaySource, String> {
 /// Parse `250ms`, `30s`, `5m`, `2h`, `1d` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
-        _ => {
-            return Err(format!(
-                "unknown duration unit in {s:?} (use ms, s, m, h, d)"
-            ));
+    duration::parse(s, Numbers::Decimal).map_err(|error| match error {
+        DurationError::NotANumber => format!("not a duration: {s:?}"),
+        DurationError::UnknownUnit(_) => {
+            format!("unknown duration unit in {s:?} (use ms, s, m, h, d)")
         }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration out of range: {s:?}"))
+        DurationError::OutOfRange => format!("duration out of range: {s:?}"),
+    })
 }
 
 /// Entry point of `klagg sim`.
