@@ -1,4 +1,4 @@
-//! The activation protocol's messages (types only): sent by the control-plane threads
+//! The activation protocol's messages (types, and the reading of a kline message): sent by the control-plane threads
 //! (ActivationDispatcher, SymbolManager) into a shard's inbox, and by shard threads back out
 //! (acks, klines, resync requests). Names follow the seed design: `WorkerCmd::ActivateSymbol`,
 //! `WsCmd::SubscribeOne`, `SymbolActivationState`.
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::kline::{BookError, Interval, Kline, Scales};
+use crate::kline::{BookError, Interval, Kline, Scales, flat_run_klines};
 
 /// Capacity of a shard's inbox (dispatcher → shard). A full inbox is backpressure: the sender
 /// counts it and retries later; it never blocks.
@@ -157,6 +157,62 @@ pub enum KlineMsg {
         interval: Interval,
         kline: Kline,
     },
+}
+
+impl KlineMsg {
+    /// The symbol the message is about.
+    pub fn symbol(&self) -> SymbolIndex {
+        match *self {
+            KlineMsg::Update { symbol, .. }
+            | KlineMsg::Closed { symbol, .. }
+            | KlineMsg::FlatRun { symbol, .. }
+            | KlineMsg::Corrected { symbol, .. } => symbol,
+        }
+    }
+
+    /// The interval the message is about.
+    pub fn interval(&self) -> Interval {
+        match *self {
+            KlineMsg::Update { interval, .. }
+            | KlineMsg::Closed { interval, .. }
+            | KlineMsg::FlatRun { interval, .. }
+            | KlineMsg::Corrected { interval, .. } => interval,
+        }
+    }
+
+    /// The final klines the message carries, oldest first: a closed or corrected kline, or the
+    /// last `max` klines of a flat run (expanded with [`flat_run_klines`]); none for an update.
+    pub fn final_klines(&self, max: u64) -> impl Iterator<Item = Kline> + use<> {
+        let (single, run) = match *self {
+            KlineMsg::Update { .. } => (None, None),
+            KlineMsg::Closed { kline, .. } | KlineMsg::Corrected { kline, .. } => {
+                (Some(kline), None)
+            }
+            KlineMsg::FlatRun {
+                interval,
+                first_open_ms,
+                count,
+                price,
+                ..
+            } => {
+                let skip = count.saturating_sub(max);
+                let first = skip_periods(interval, first_open_ms, skip);
+                let run = flat_run_klines(interval, first, count - skip, price);
+                (None, Some(run))
+            }
+        };
+        single.into_iter().chain(run.into_iter().flatten())
+    }
+}
+
+/// The open time `n` periods after `open_ms` (saturating; a run of months is walked, at most
+/// 10 000 of them).
+pub fn skip_periods(interval: Interval, open_ms: i64, n: u64) -> i64 {
+    match interval.fixed_ms() {
+        Some(ms) => open_ms.saturating_add(ms.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX))),
+        // Months: walk (a run of months is short).
+        None => (0..n.min(10_000)).fold(open_ms, |open, _| interval.next_open(open)),
+    }
 }
 
 /// Why a shard asks for a symbol to be re-synchronised.
@@ -436,5 +492,55 @@ impl ShardHandle {
             heartbeat_ms: ShardCounters::get(&self.counters.heartbeat_ms),
             counters: self.counters.snapshot(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    #[test]
+    fn skips_periods_of_fixed_and_calendar_intervals() {
+        assert_eq!(skip_periods(Interval::M1, 0, 3), 3 * MIN);
+        let feb = Interval::Mo1.next_open(0);
+        assert_eq!(skip_periods(Interval::Mo1, 0, 1), feb);
+    }
+
+    #[test]
+    fn final_klines_of_each_message() {
+        let (symbol, interval) = (SymbolIndex(3), Interval::M1);
+        let kline = Kline::flat(interval, MIN, 5);
+        let update = KlineMsg::Update {
+            symbol,
+            interval,
+            kline,
+        };
+        assert_eq!((update.symbol(), update.interval()), (symbol, interval));
+        assert_eq!(update.final_klines(u64::MAX).count(), 0);
+        let corrected = KlineMsg::Corrected {
+            symbol,
+            interval,
+            kline,
+        };
+        assert_eq!(corrected.final_klines(0).collect::<Vec<_>>(), [kline]);
+        let run = KlineMsg::FlatRun {
+            symbol,
+            interval,
+            first_open_ms: 0,
+            count: 5,
+            price: 7,
+        };
+        let opens = |max| {
+            let klines = run.final_klines(max);
+            klines.map(|k| k.open_time_ms).collect::<Vec<_>>()
+        };
+        assert_eq!(opens(u64::MAX), [0, MIN, 2 * MIN, 3 * MIN, 4 * MIN]);
+        assert_eq!(opens(2), [3 * MIN, 4 * MIN]);
+        assert!(
+            run.final_klines(2)
+                .all(|k| k.close == 7 && k.trade_count == 0)
+        );
     }
 }

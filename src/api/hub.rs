@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use klagg_shards::kline::{Interval, Kline, flat_run_klines};
+use klagg_shards::kline::{Interval, Kline};
 use klagg_shards::protocol::{KlineMsg, SymbolIndex};
 
-use super::live::skip_periods;
 use super::render::{self, SymbolNames};
 use super::ws::frame;
 use super::{ApiCounters, ApiState, StreamKey, UPDATE_INTERVAL_MS};
@@ -129,39 +128,19 @@ impl Hub {
     }
 
     fn process(&mut self, message: &KlineMsg, now: Instant) {
-        match *message {
-            KlineMsg::Update {
-                symbol,
-                interval,
-                kline,
-            } => self.update(StreamKey { symbol, interval }, kline, now),
-            KlineMsg::Closed {
-                symbol,
-                interval,
-                kline,
-            }
-            | KlineMsg::Corrected {
-                symbol,
-                interval,
-                kline,
-            } => self.final_kline(StreamKey { symbol, interval }, &kline, now),
-            KlineMsg::FlatRun {
-                symbol,
-                interval,
-                first_open_ms,
-                count,
-                price,
-            } => {
-                let key = StreamKey { symbol, interval };
-                if !self.state.interest.any(key) {
-                    return;
-                }
-                let skip = count.saturating_sub(FLAT_RUN_PUSH_MAX);
-                let first = skip_periods(interval, first_open_ms, skip);
-                for kline in flat_run_klines(interval, first, count - skip, price) {
-                    self.final_kline(key, &kline, now);
-                }
-            }
+        let key = StreamKey {
+            symbol: message.symbol(),
+            interval: message.interval(),
+        };
+        if let KlineMsg::Update { kline, .. } = *message {
+            return self.update(key, kline, now);
+        }
+        // Nobody listens: a flat run is not even expanded.
+        if !self.state.interest.any(key) {
+            return;
+        }
+        for kline in message.final_klines(FLAT_RUN_PUSH_MAX) {
+            self.final_kline(key, &kline, now);
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use klagg_shards::kline::{Kline, flat_run_klines};
+use klagg_shards::kline::Kline;
 use klagg_shards::protocol::KlineMsg;
 use parking_lot::Mutex;
 
@@ -102,51 +102,18 @@ impl LiveKlines {
 }
 
 fn apply_one(map: &mut HashMap<StreamKey, Entry>, message: &KlineMsg) {
+    let key = StreamKey {
+        symbol: message.symbol(),
+        interval: message.interval(),
+    };
+    let entry = map.entry(key).or_default();
     match *message {
-        KlineMsg::Update {
-            symbol,
-            interval,
-            kline,
-        } => map
-            .entry(StreamKey { symbol, interval })
-            .or_default()
-            .update(kline),
-        KlineMsg::Closed {
-            symbol,
-            interval,
-            kline,
-        }
-        | KlineMsg::Corrected {
-            symbol,
-            interval,
-            kline,
-        } => map
-            .entry(StreamKey { symbol, interval })
-            .or_default()
-            .final_kline(kline),
-        KlineMsg::FlatRun {
-            symbol,
-            interval,
-            first_open_ms,
-            count,
-            price,
-        } => {
-            let entry = map.entry(StreamKey { symbol, interval }).or_default();
-            let skip = count.saturating_sub(RECENT_CLOSED_MAX as u64);
-            let first = skip_periods(interval, first_open_ms, skip);
-            for kline in flat_run_klines(interval, first, count - skip, price) {
+        KlineMsg::Update { kline, .. } => entry.update(kline),
+        _ => {
+            for kline in message.final_klines(RECENT_CLOSED_MAX as u64) {
                 entry.final_kline(kline);
             }
         }
-    }
-}
-
-/// The open time `n` periods after `open_ms`.
-pub fn skip_periods(interval: klagg_shards::kline::Interval, open_ms: i64, n: u64) -> i64 {
-    match interval.fixed_ms() {
-        Some(ms) => open_ms.saturating_add(ms.saturating_mul(i64::try_from(n).unwrap_or(i64::MAX))),
-        // Months: walk (a run of months is short).
-        None => (0..n.min(10_000)).fold(open_ms, |open, _| interval.next_open(open)),
     }
 }
 
@@ -305,12 +272,5 @@ mod tests {
         assert_eq!(merge(repaired, &overlay, None, None, 10)[0].close, 7);
         let history = vec![(k(MIN, 7), Source::Rest.rank(true))];
         assert_eq!(merge(history, &overlay, None, None, 10)[0].close, 20);
-    }
-
-    #[test]
-    fn skips_periods_of_fixed_and_calendar_intervals() {
-        assert_eq!(skip_periods(Interval::M1, 0, 3), 3 * MIN);
-        let feb = Interval::Mo1.next_open(0);
-        assert_eq!(skip_periods(Interval::Mo1, 0, 1), feb);
     }
 }

@@ -296,7 +296,7 @@ impl Writer {
     }
 
     fn on_kline(&mut self, msg: KlineMsg, may_defer: bool) {
-        let index = kline_symbol(&msg);
+        let index = msg.symbol();
         let Some(symbol) = self.symbols.get(&index).cloned() else {
             if may_defer && self.deferred.len() < DEFERRED_MAX {
                 self.deferred.push(msg);
@@ -547,15 +547,6 @@ impl Writer {
     }
 }
 
-fn kline_symbol(msg: &KlineMsg) -> SymbolIndex {
-    match *msg {
-        KlineMsg::Update { symbol, .. }
-        | KlineMsg::Closed { symbol, .. }
-        | KlineMsg::FlatRun { symbol, .. }
-        | KlineMsg::Corrected { symbol, .. } => symbol,
-    }
-}
-
 /// The open time of the last kline of a flat run (`first_open_ms` for an empty run).
 fn last_open_of_run(interval: Interval, first_open_ms: i64, count: u64) -> i64 {
     match interval.fixed_ms() {
@@ -603,6 +594,6 @@ mod tests {
             count: 1,
             price: 1,
         };
-        assert_eq!(kline_symbol(&msg), SymbolIndex(7));
+        assert_eq!(msg.symbol(), SymbolIndex(7));
     }
 }
