@@ -206,7 +206,7 @@ fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::TempDir;
+    use klagg_bench::testdata::TempDir;
 
     #[test]
     fn a_stopped_writer_is_reported_gone() {

@@ -378,7 +378,7 @@ fn text_ref<'row>(row: &'row Row<'_>, index: usize) -> Result<&'row str, rusqlit
 mod tests {
     use super::*;
     use crate::store::schema::Store;
-    use crate::store::test_support::TempDir;
+    use klagg_bench::testdata::TempDir;
 
     #[test]
     fn a_fresh_store_reads_empty() {

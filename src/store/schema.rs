@@ -397,7 +397,7 @@ pub(crate) fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::TempDir;
+    use klagg_bench::testdata::TempDir;
 
     #[test]
     fn creates_then_reopens() {
