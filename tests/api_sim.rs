@@ -4,6 +4,8 @@
 //! for 1s and 1m; the engine keeping up while misbehaving WebSocket clients are connected.
 //! Time bounds are generous (2 noisy cores).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -12,12 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use klagg::activation_dispatcher::DispatchState;
-use klagg::app::{AppExtensions, RunningApp, start_app};
-use klagg::clock::{ProcessStart, epoch_ms};
-use klagg::config::RunArgs;
+use klagg::app::{AppExtensions, RunningApp};
+use klagg::clock::epoch_ms;
 use klagg::store::Store;
-use klagg_bench::sim::{Sim, SimConfig, SimHandle};
+use klagg_bench::sim::SimHandle;
 use serde_json::Value;
+use support::engine::{self, activated_ms, trades_applied};
+use support::{TempDir, get_json, get_text, wait_for};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
@@ -26,65 +29,18 @@ const PATIENCE: Duration = Duration::from_secs(60);
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 fn start_sim(symbols: usize, trade_rate: u64) -> SimHandle {
-    let config = SimConfig::default()
-        .with_listen("127.0.0.1:0".to_string())
-        .with_symbols(symbols)
-        .with_trade_rate(trade_rate)
-        .with_seed(11);
-    Sim::start(config).expect("simulator starts")
-}
-
-fn temp_db(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("klagg-api-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("klagg.db")
+    engine::start_sim(engine::sim_config(symbols, trade_rate, 11))
 }
 
 /// The engine on `sim` with the store at `db` attached as `klagg run` does (writer, symbol
 /// registration, history).
 fn start_engine(sim: &SimHandle, intervals: &str, db: PathBuf) -> RunningApp {
-    let args = RunArgs {
-        rest_url: Some(sim.rest_url()),
-        ws_url: Some(sim.ws_url()),
-        listen: Some("127.0.0.1:0".into()),
-        shards: Some(2),
-        intervals: Some(intervals.into()),
-        ..RunArgs::default()
-    };
-    let mut config = args.resolve(2).expect("valid config");
-    config.rest_has_1s = true;
-    config.shard_cores = vec![None, None];
-    config.db_path = db.clone();
     let extensions = AppExtensions {
         store: Some(Store::open(&db).expect("store opens")),
         ..AppExtensions::default()
     };
-    let log = klagg::log::discard();
-    start_app(config, ProcessStart::now(), &log, extensions).expect("engine starts")
-}
-
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + PATIENCE;
-    while !check() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn get_json(url: &str) -> Value {
-    let body = ureq::get(url)
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    serde_json::from_str(&body).unwrap()
-}
-
-fn activated_epoch_ms(app: &RunningApp, name: &str) -> i64 {
-    let index = app.registry.index(name).unwrap();
-    app.status.start.started_at_ms + app.status.symbol(index).activated_ms.unwrap()
+    let args = engine::args(sim, 2, intervals);
+    engine::start(args, |config| config.db_path = db, extensions)
 }
 
 /// x:true events received on a WebSocket, with their arrival time (epoch ms).
@@ -202,9 +158,11 @@ fn assert_stream_equal(
 #[test]
 fn rest_and_stream_klines_equal_the_simulator_for_1s_and_1m() {
     let sim = start_sim(4, 400);
-    let db = temp_db("equal");
-    let app = start_engine(&sim, "1s,1m", db.clone());
-    wait_for("all active", || app.status.all_active_ms().is_some());
+    let dir = TempDir::new("api-equal");
+    let app = start_engine(&sim, "1s,1m", dir.db());
+    wait_for("all active", PATIENCE, || {
+        app.status.all_active_ms().is_some()
+    });
     let names = ["BTCUSDT", "ETHUSDT"];
     for name in names {
         let index = app.registry.index(name).unwrap();
@@ -216,7 +174,7 @@ fn rest_and_stream_klines_equal_the_simulator_for_1s_and_1m() {
     let stop = Arc::new(AtomicBool::new(false));
     let finals = record_finals(ws, stop.clone());
     let activated = names
-        .map(|n| activated_epoch_ms(&app, n))
+        .map(|n| activated_ms(&app, n))
         .into_iter()
         .max()
         .unwrap();
@@ -286,7 +244,6 @@ fn rest_and_stream_klines_equal_the_simulator_for_1s_and_1m() {
     assert!(p99 <= 2_000, "closed kline push p99 {p99} ms");
     app.stop(klagg::shutdown::StopReason::RunFor);
     sim.shutdown();
-    let _ = std::fs::remove_dir_all(db.parent().unwrap());
 }
 
 /// Trades the simulator published for `names` with trade times in `[from, to)`.
@@ -300,13 +257,6 @@ fn sim_trades(sim: &SimHandle, names: &[String], from: i64, to: i64) -> u64 {
                 .filter(|t| t.time_ms >= from && t.time_ms < to)
                 .count() as u64
         })
-        .sum()
-}
-
-fn trades_applied(app: &RunningApp) -> u64 {
-    app.shards
-        .iter()
-        .map(|h| h.counters.snapshot().trades_applied)
         .sum()
 }
 
@@ -397,12 +347,7 @@ impl Misbehavers {
 
 /// One value of `/metrics` (0 when absent).
 fn metric(app: &RunningApp, name: &str) -> u64 {
-    let text = ureq::get(format!("http://{}/metrics", app.listen))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let text = get_text(&format!("http://{}/metrics", app.listen));
     text.lines()
         .find(|l| l.starts_with(name))
         .and_then(|l| l.split_whitespace().last())
@@ -416,9 +361,11 @@ fn metric(app: &RunningApp, name: &str) -> u64 {
 #[test]
 fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
     let sim = start_sim(20, 2_000);
-    let db = temp_db("misbehaving");
-    let app = start_engine(&sim, "1s,1m", db.clone());
-    wait_for("all active", || app.status.all_active_ms().is_some());
+    let dir = TempDir::new("api-misbehaving");
+    let app = start_engine(&sim, "1s,1m", dir.db());
+    wait_for("all active", PATIENCE, || {
+        app.status.all_active_ms().is_some()
+    });
     let names: Vec<String> = sim.symbols().iter().map(|s| s.name.clone()).collect();
     std::thread::sleep(Duration::from_secs(2));
     let baseline = keep_up_ratio(&app, &sim, &names, Duration::from_secs(4));
@@ -478,5 +425,4 @@ fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
     drop(bad);
     app.stop(klagg::shutdown::StopReason::RunFor);
     sim.shutdown();
-    let _ = std::fs::remove_dir_all(db.parent().unwrap());
 }

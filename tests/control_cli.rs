@@ -2,42 +2,13 @@
 //! non-zero exit; `--venue sim` answers on its API right after start, shows its symbols active,
 //! and stops cleanly (exit 0, within 5 s) on SIGTERM and after `--run-for`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// `klagg`, run in a fresh temporary directory so its default `klagg.db` stays out of the
-/// checkout and apart from the other tests.
-fn klagg() -> Command {
-    static RUN: AtomicUsize = AtomicUsize::new(0);
-    let run = RUN.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("klagg-cli-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_klagg"));
-    command.current_dir(dir);
-    command
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_output(mut child: Child, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("klagg did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child.wait_with_output().unwrap(), started.elapsed())
-}
+use support::cli::{get, klagg, wait_output};
+use support::free_port;
 
 fn error_lines(output: &Output) -> Vec<String> {
     String::from_utf8_lossy(&output.stderr)
@@ -101,18 +72,6 @@ fn unreachable_venue_exits_non_zero_with_a_clear_line() {
         lines[0]
     );
     assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(500)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .ok()?;
-    response.body_mut().read_to_string().ok()
 }
 
 #[test]

@@ -3,33 +3,33 @@
 //! listings during and after startup, a delisting, and resyncs after lost trades and dropped
 //! connections with exact klines afterwards. Time bounds are generous (2 noisy cores).
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, bounded};
 use klagg::activation_dispatcher::DispatchState;
-use klagg::app::{AppExtensions, RunningApp, start_app};
-use klagg::clock::{ProcessStart, epoch_ms};
+use klagg::app::{AppExtensions, RunningApp};
+use klagg::clock::epoch_ms;
 use klagg::config::RunArgs;
 use klagg::gateway::{GatewayContext, HttpRequest, HttpResponse, Router};
 use klagg::status::StatusBoard;
-use klagg_bench::sim::{RefKline, Sim, SimConfig, SimHandle};
-use klagg_shards::kline::{Interval, Kline, Scales, flat_run_klines, parse_scaled};
+use klagg_bench::sim::SimHandle;
+use klagg_shards::kline::Interval;
 use klagg_shards::protocol::{KlineMsg, SymbolIndex, SymbolSpec};
 use klagg_shards::shard::KlineSink;
-use std::sync::Arc;
+use support::engine::{self, activated_ms, state_of, stop};
+use support::klines::{self, Finals};
+use support::{get_json, get_text, wait_for};
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
 fn start_sim(symbols: usize, trade_rate: u64) -> SimHandle {
-    let config = SimConfig::default()
-        .with_listen("127.0.0.1:0".to_string())
-        .with_symbols(symbols)
-        .with_trade_rate(trade_rate)
-        .with_seed(7)
+    let config = engine::sim_config(symbols, trade_rate, 7)
         .with_listing_delay(Duration::from_millis(300))
         .with_settle_delay(Duration::from_millis(500));
-    Sim::start(config).expect("simulator starts")
+    engine::start_sim(config)
 }
 
 /// Start the engine on `sim` with `intervals`; returns it and a receiver of every kline.
@@ -39,17 +39,9 @@ fn start_engine(
     refresh: &str,
 ) -> (RunningApp, Receiver<KlineMsg>, Receiver<SymbolSpec>) {
     let args = RunArgs {
-        rest_url: Some(sim.rest_url()),
-        ws_url: Some(sim.ws_url()),
-        listen: Some("127.0.0.1:0".into()),
-        shards: Some(2),
-        intervals: Some(intervals.into()),
         exchange_info_refresh: Some(refresh.into()),
-        ..RunArgs::default()
+        ..engine::args(sim, 2, intervals)
     };
-    let mut config = args.resolve(2).expect("valid config");
-    config.rest_has_1s = true; // the simulator serves 1s klines
-    config.shard_cores = vec![None, None];
     let (tx, rx) = bounded(1 << 20);
     let (spec_tx, spec_rx) = bounded(4096);
     let extensions = AppExtensions {
@@ -59,15 +51,7 @@ fn start_engine(
         gateway_state: vec![Arc::new(7u32)],
         ..AppExtensions::default()
     };
-    // KLAGG_TEST_LOG=1 shows the engine's log.
-    let handle = std::env::var_os("KLAGG_TEST_LOG")
-        .map(|_| klagg::log::build(klagg::config::LogFormat::Term, slog::Level::Debug));
-    let log = handle
-        .as_ref()
-        .map_or_else(klagg::log::discard, |h| h.root.clone());
-    let app = start_app(config, ProcessStart::now(), &log, extensions).expect("engine starts");
-    std::mem::forget(handle);
-    (app, rx, spec_rx)
+    (engine::start(args, |_| {}, extensions), rx, spec_rx)
 }
 
 /// A route added by another component, reading its own state from the context.
@@ -76,43 +60,14 @@ fn echo_state(ctx: &GatewayContext, _request: &HttpRequest) -> HttpResponse {
     klagg::gateway::json_response(200, value.to_string())
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + PATIENCE;
-    while !check() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn state_of(app: &RunningApp, name: &str) -> Option<DispatchState> {
-    let index = app.registry.index(name)?;
-    Some(app.status.symbol(index).state)
-}
-
-fn stop(app: RunningApp, sim: SimHandle) {
-    let started = Instant::now();
-    app.stop(klagg::shutdown::StopReason::RunFor);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "clean shutdown within 5 s"
-    );
-    sim.shutdown();
-}
-
 #[test]
 fn startup_of_300_symbols_serves_first_and_activates_all() {
     let sim = start_sim(300, 300);
     let (app, _klines, specs) = start_engine(&sim, "1m,5m,30m,1h,4h,1d,1w", "60s");
     let status = app.status.clone();
-    let body = ureq::get(format!("http://{}/api/v1/status", app.listen))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    let early: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let early = get_json(&format!("http://{}/api/v1/status", app.listen));
     assert!(early["started_at_ms"].as_i64().unwrap() > 0);
-    wait_for("all 300 symbols active", || {
+    wait_for("all 300 symbols active", PATIENCE, || {
         status.all_active_ms().is_some()
     });
     assert_eq!(StatusBoard::get(&status.symbols_active), 300);
@@ -132,13 +87,7 @@ fn startup_of_300_symbols_serves_first_and_activates_all() {
     assert!(first <= all);
     // Two weight-1 requests per symbol for the default intervals.
     assert_eq!(StatusBoard::get(&status.package_weight), 600);
-    let body = ureq::get(format!("http://{}/api/v1/status", app.listen))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let doc = get_json(&format!("http://{}/api/v1/status", app.listen));
     assert_eq!(doc["symbols_active"], 300);
     assert_eq!(doc["symbols"].as_array().unwrap().len(), 300);
     assert!(
@@ -149,20 +98,13 @@ fn startup_of_300_symbols_serves_first_and_activates_all() {
             .all(|s| s["state"] == "active" && s["shard"].is_u64())
     );
     assert_eq!(doc["shards"].as_array().unwrap().len(), 2);
-    let added = ureq::get(format!("http://{}/test/state", app.listen))
-        .call()
-        .unwrap();
-    assert_eq!(added.into_body().read_to_string().unwrap(), "7");
+    let added = get_text(&format!("http://{}/test/state", app.listen));
+    assert_eq!(added, "7");
     let health = ureq::get(format!("http://{}/health", app.listen))
         .call()
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
-    let metrics = ureq::get(format!("http://{}/metrics", app.listen))
-        .call()
-        .unwrap()
-        .into_body()
-        .read_to_string()
-        .unwrap();
+    let metrics = get_text(&format!("http://{}/metrics", app.listen));
     assert!(
         metrics.contains("klagg_symbols{state=\"active\"} 300"),
         "{metrics}"
@@ -179,22 +121,18 @@ fn startup_of_300_symbols_serves_first_and_activates_all() {
         "{:?}",
         per_shard.collect::<Vec<_>>()
     );
-    stop(app, sim);
+    stop(app);
+    sim.shutdown();
 }
 
 /// Epoch ms of the first trade of `name` (waits for it).
 fn first_trade_ms(sim: &SimHandle, name: &str) -> i64 {
     let mut first = None;
-    wait_for(&format!("first trade of {name}"), || {
+    wait_for(&format!("first trade of {name}"), PATIENCE, || {
         first = sim.trades(name).first().map(|t| t.time_ms);
         first.is_some()
     });
     first.unwrap()
-}
-
-fn activated_epoch_ms(app: &RunningApp, name: &str) -> i64 {
-    let index = app.registry.index(name).unwrap();
-    app.status.start.started_at_ms + app.status.symbol(index).activated_ms.unwrap()
 }
 
 #[test]
@@ -202,131 +140,63 @@ fn listings_during_and_after_startup_go_live_quickly() {
     let sim = start_sim(60, 400);
     let (app, _klines, _specs) = start_engine(&sim, "1m,5m,1h", "60s");
     sim.list_symbol("EARLYUSDT").unwrap();
-    wait_for("startup done", || {
+    wait_for("startup done", PATIENCE, || {
         app.status.all_active_ms().is_some() || StatusBoard::get(&app.status.symbols_active) >= 60
     });
-    wait_for("early listing active", || {
+    wait_for("early listing active", PATIENCE, || {
         state_of(&app, "EARLYUSDT") == Some(DispatchState::Active)
     });
-    let early_lag = activated_epoch_ms(&app, "EARLYUSDT") - first_trade_ms(&sim, "EARLYUSDT");
+    let early_lag = activated_ms(&app, "EARLYUSDT") - first_trade_ms(&sim, "EARLYUSDT");
     sim.list_symbol("LATEUSDT").unwrap();
-    wait_for("late listing active", || {
+    wait_for("late listing active", PATIENCE, || {
         state_of(&app, "LATEUSDT") == Some(DispatchState::Active)
     });
-    let late_lag = activated_epoch_ms(&app, "LATEUSDT") - first_trade_ms(&sim, "LATEUSDT");
+    let late_lag = activated_ms(&app, "LATEUSDT") - first_trade_ms(&sim, "LATEUSDT");
     eprintln!(
         "listing → active after first trade: during startup {early_lag} ms, after {late_lag} ms"
     );
     assert!(early_lag <= 3_000, "early listing took {early_lag} ms");
     assert!(late_lag <= 3_000, "late listing took {late_lag} ms");
-    stop(app, sim);
+    stop(app);
+    sim.shutdown();
 }
 
 #[test]
 fn a_delisted_symbol_is_deactivated() {
     let sim = start_sim(20, 200);
     let (app, _klines, _specs) = start_engine(&sim, "1m", "1s");
-    wait_for("all active", || app.status.all_active_ms().is_some());
+    wait_for("all active", PATIENCE, || {
+        app.status.all_active_ms().is_some()
+    });
     let victim = sim.symbols()[5].name.clone();
     sim.delist_symbol(&victim).unwrap();
-    wait_for("delisting deactivated", || {
+    wait_for("delisting deactivated", PATIENCE, || {
         state_of(&app, &victim) == Some(DispatchState::Deactivated)
     });
     assert_eq!(StatusBoard::get(&app.status.symbols_total), 19);
     assert!(StatusBoard::get(&app.status.delistings) >= 1);
-    stop(app, sim);
-}
-
-/// A REST kline at the symbol's scales.
-fn to_kline(rest: &RefKline, scales: Scales) -> Kline {
-    let price =
-        |d: &dyn std::fmt::Display| parse_scaled(d.to_string().as_bytes(), scales.price).unwrap();
-    let big = |d: &dyn std::fmt::Display, scale: u8| {
-        let text = d.to_string();
-        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
-        let fraction = fraction.trim_end_matches('0');
-        format!("{whole}{fraction:0<width$}", width = usize::from(scale))
-            .parse::<i128>()
-            .unwrap()
-    };
-    Kline {
-        open_time_ms: rest.open_time,
-        close_time_ms: rest.close_time,
-        open: price(&rest.open),
-        high: price(&rest.high),
-        low: price(&rest.low),
-        close: price(&rest.close),
-        volume: big(&rest.volume, scales.qty),
-        quote_volume: big(&rest.quote_volume, scales.quote()),
-        taker_buy_volume: big(&rest.taker_buy_volume, scales.qty),
-        taker_buy_quote_volume: big(&rest.taker_buy_quote_volume, scales.quote()),
-        trade_count: rest.trades,
-        first_trade_id: rest.first_id,
-        last_trade_id: rest.last_id,
-    }
-}
-
-/// Final 1s klines per (symbol, open time), from the engine's kline channel.
-fn collect_finals(rx: &Receiver<KlineMsg>, finals: &mut BTreeMap<(SymbolIndex, i64), Kline>) {
-    while let Ok(message) = rx.try_recv() {
-        match message {
-            KlineMsg::Closed {
-                symbol,
-                interval: Interval::S1,
-                kline,
-            }
-            | KlineMsg::Corrected {
-                symbol,
-                interval: Interval::S1,
-                kline,
-            } => {
-                finals.insert((symbol, kline.open_time_ms), kline);
-            }
-            KlineMsg::FlatRun {
-                symbol,
-                interval: Interval::S1,
-                first_open_ms,
-                count,
-                price,
-            } => {
-                for kline in flat_run_klines(Interval::S1, first_open_ms, count, price) {
-                    finals.insert((symbol, kline.open_time_ms), kline);
-                }
-            }
-            _ => {}
-        }
-    }
+    stop(app);
+    sim.shutdown();
 }
 
 /// Every final 1s kline of `name` opening in `[from_ms, to_ms]` equals the simulator's.
 fn assert_exact(
     app: &RunningApp,
     sim: &SimHandle,
-    finals: &BTreeMap<(SymbolIndex, i64), Kline>,
+    finals: &Finals,
     name: &str,
-    from_ms: i64,
-    to_ms: i64,
+    (from_ms, to_ms): (i64, i64),
 ) -> usize {
     let index = app.registry.index(name).unwrap();
     let scales = app.registry.scales(index).unwrap();
-    let ours: Vec<Kline> = finals
-        .range((index, from_ms)..=(index, to_ms))
-        .map(|(_, k)| *k)
-        .collect();
-    let interval = klagg_bench::sim::Interval::parse("1s").unwrap();
-    let truth: Vec<Kline> = sim
-        .klines(name, interval, from_ms, to_ms)
-        .iter()
-        .map(|k| to_kline(k, scales))
-        .collect();
-    assert_eq!(
-        ours.len(),
-        truth.len(),
-        "{name}: 1s periods {from_ms}..={to_ms}"
+    let window = (from_ms, to_ms);
+    let ours = klines::recorded(finals, index, Interval::S1, window);
+    let truth = klines::sim_klines(sim, name, Interval::S1, window, scales);
+    klines::assert_same(
+        &ours,
+        &truth,
+        &format!("{name}: 1s periods {from_ms}..={to_ms}"),
     );
-    for (mine, theirs) in ours.iter().zip(&truth) {
-        assert_eq!(mine, theirs, "{name}");
-    }
     ours.len()
 }
 
@@ -334,9 +204,11 @@ fn assert_exact(
 fn lost_trades_and_dropped_connections_resync_to_exact_klines() {
     let sim = start_sim(6, 1_000);
     let (app, rx, _specs) = start_engine(&sim, "1s,1m", "60s");
-    wait_for("all active", || app.status.all_active_ms().is_some());
+    wait_for("all active", PATIENCE, || {
+        app.status.all_active_ms().is_some()
+    });
     let busy = sim.symbols()[0].name.clone();
-    let mut finals = BTreeMap::new();
+    let mut finals = Finals::new();
     let counters = |app: &RunningApp| {
         let snapshots = app.shards.iter().map(|h| h.counters.snapshot());
         snapshots.fold((0, 0), |(t, r), c| (t + c.trades_applied, r + c.reconnects))
@@ -348,32 +220,35 @@ fn lost_trades_and_dropped_connections_resync_to_exact_klines() {
             && StatusBoard::get(&app.status.dispatcher_in_flight) == 0
     };
     // A gap is seen against the last live trade: let some trades arrive first.
-    wait_for("live trades", || counters(&app).0 > 100);
+    wait_for("live trades", PATIENCE, || counters(&app).0 > 100);
     // Trades withheld from the stream: the shard sees the id jump and asks for a resync, which
     // builds a fresh package (the 7th) and activates the symbol again.
     sim.skip_agg_ids(&busy, 3).unwrap();
-    wait_for("resync after a gap", || {
+    wait_for("resync after a gap", PATIENCE, || {
         StatusBoard::get(&app.status.resyncs) >= 1
     });
-    wait_for("resync package", || packages(&app) >= 7);
+    wait_for("resync package", PATIENCE, || packages(&app) >= 7);
     std::thread::sleep(Duration::from_millis(500));
-    wait_for("re-activated", || settled(&app));
+    wait_for("re-activated", PATIENCE, || settled(&app));
     // Every connection dropped: trades published during the reconnect are missed; symbols that
     // traded meanwhile resync through the same path.
     let resyncs_before = StatusBoard::get(&app.status.resyncs);
     assert!(sim.drop_connections() >= 1);
-    wait_for("reconnect", || counters(&app).1 >= 1);
+    wait_for("reconnect", PATIENCE, || counters(&app).1 >= 1);
     let drop_resyncs = || StatusBoard::get(&app.status.resyncs) > resyncs_before;
-    wait_for("resync after dropped connections", drop_resyncs);
+    wait_for("resync after dropped connections", PATIENCE, drop_resyncs);
     std::thread::sleep(Duration::from_millis(1_000));
-    wait_for("everything active again", || settled(&app));
+    wait_for("everything active again", PATIENCE, || settled(&app));
     let settled_at = epoch_ms();
     std::thread::sleep(Duration::from_secs(9));
-    collect_finals(&rx, &mut finals);
+    for message in rx.try_iter() {
+        klines::record(&mut finals, &message);
+    }
     // Compare whole seconds after the last re-activation (and before the latest closes).
     let from = (settled_at / 1_000 + 2) * 1_000;
     let to = (epoch_ms() / 1_000 - 3) * 1_000;
-    let compared = assert_exact(&app, &sim, &finals, &busy, from, to);
+    let compared = assert_exact(&app, &sim, &finals, &busy, (from, to));
     assert!(compared >= 1, "compared no kline");
-    stop(app, sim);
+    stop(app);
+    sim.shutdown();
 }

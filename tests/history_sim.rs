@@ -5,19 +5,21 @@
 //! are generous (2 noisy cores); the 1m checks wait for whole minutes, so the first test takes
 //! one to two minutes.
 
-mod history_util;
+mod support;
 
 use std::time::Duration;
 
-use history_util::{
-    PATIENCE, TempDir, activated_ms, differences, get, holes, now_ms, periods_before, progress,
-    start_engine, start_engine_with, start_sim, stop, stored, wait_for,
-};
 use klagg::status::StatusBoard;
 use klagg::store::StoreCounters;
 use klagg_bench::sim::SimHandle;
 use klagg_shards::kline::Interval;
 use klagg_shards::protocol::KlineMsg;
+use support::engine::{activated_ms, stop};
+use support::history::{
+    PATIENCE, differences, get, holes, now_ms, periods_before, progress, start_engine,
+    start_engine_with, start_sim, stored,
+};
+use support::{TempDir, wait_for};
 
 const INTERVALS: [Interval; 2] = [Interval::S1, Interval::M1];
 
@@ -289,7 +291,7 @@ fn the_klines_of_an_outage_are_repaired_to_the_simulators() {
             panic!("{message:?}");
         };
         let name = app.registry.name(*symbol).unwrap();
-        let truth = history_util::truth(
+        let truth = support::history::truth(
             &sim,
             &name,
             *interval,

@@ -3,14 +3,14 @@
 //! seconds, and `wss://` behind the simulator's self-signed CA. No panic, the right counters
 //! move, gaps are reported for resync, and klines after the resync are exact again.
 
-mod shards_support;
+mod support;
 
 use std::time::Duration;
 
 use klagg_bench::sim::{MalformedFrame, SimConfig, SubKind};
 use klagg_shards::kline::Interval;
 use klagg_shards::protocol::ShardCountersSnapshot;
-use shards_support::Harness;
+use support::shards::Harness;
 
 fn counters(h: &Harness) -> ShardCountersSnapshot {
     h.shards[0].handle.health().counters

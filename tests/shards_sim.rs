@@ -1,7 +1,7 @@
 //! The data plane against the in-process simulator over real loopback sockets: exact klines,
 //! subscribe-after-ack ordering, and an empty shard's heartbeat.
 
-mod shards_support;
+mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,7 @@ use klagg_bench::sim::{SimConfig, SubKind};
 use klagg_shards::kline::Interval;
 use klagg_shards::protocol::{ShardCmd, ShardCounters, ShardId, SymbolIndex, WsCmd};
 use klagg_shards::shard::{ShardConfig, ShardOutputs, spawn_shard};
-use shards_support::Harness;
+use support::shards::Harness;
 
 fn epoch_ms() -> i64 {
     SystemTime::now()

@@ -3,7 +3,7 @@
 //! Prints the writer's rows/s (closed klines through the kline channel, and REST backfills),
 //! the reader's klines queries/s with latency percentiles, the planner's time and bytes/row.
 
-mod store_util;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use klagg::store::{Source, Store, StoreCmd, StoreCounters, WriterConfig, spawn_writer};
 use klagg_shards::kline::{Interval, Scales};
 use klagg_shards::protocol::{KLINE_OUT_CAPACITY, SymbolIndex};
-use store_util::{MIN, PATIENCE, T0, TempDir, closed, kline};
+use support::TempDir;
+use support::store::{MIN, PATIENCE, T0, closed, kline};
 
 const SYMBOLS: u32 = 200;
 const LIVE_ROWS: i64 = 200_000;

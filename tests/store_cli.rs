@@ -3,44 +3,16 @@
 //! the store fills (history, live klines), its gauges are on `/metrics`, and after a clean stop
 //! the database holds closed klines of every symbol.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use klagg::store::Reader;
 use klagg_shards::kline::Interval;
-
-fn klagg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_klagg"))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("klagg-store-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_output(mut child: Child, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("klagg did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child.wait_with_output().unwrap(), started.elapsed())
-}
+use support::cli::{get, klagg, wait_output};
+use support::{TempDir, free_port};
 
 /// `klagg run --venue sim --db db` with a quiet log.
 fn run_with_db(db: &Path, extra: &[&str]) -> Child {
@@ -75,7 +47,8 @@ fn assert_one_error_line(output: &Output) -> String {
 
 #[test]
 fn a_bad_database_is_one_clear_line_and_exit_1() {
-    let dir = temp_dir("bad");
+    let temp = TempDir::new("store-cli-bad");
+    let dir = temp.path();
     let corrupt = dir.join("corrupt.db");
     std::fs::write(&corrupt, vec![0x5a; 8192]).unwrap();
     let foreign = dir.join("foreign.db");
@@ -96,24 +69,12 @@ fn a_bad_database_is_one_clear_line_and_exit_1() {
         assert!(line.contains(&db.display().to_string()), "{line}");
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     }
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(500)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .call()
-        .ok()?;
-    response.body_mut().read_to_string().ok()
 }
 
 #[test]
 fn the_store_fills_and_survives_a_clean_stop() {
-    let dir = temp_dir("fill");
+    let temp = TempDir::new("store-cli-fill");
+    let dir = temp.path();
     let db = dir.join("klagg.db");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -195,5 +156,4 @@ fn the_store_fills_and_survives_a_clean_stop() {
         }
     }
     drop(reader);
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -3,12 +3,12 @@
 //! by the venue's klines, periods before a listing are asked for once, and REST klines never
 //! replace closed live klines.
 
-mod store_util;
+mod support;
 
 use klagg::store::{HistoryPlan, KlineRequest, Source, StoreCmd, StoreCounters, WriterConfig};
 use klagg_shards::kline::{Interval, Kline, Scales};
 use klagg_shards::protocol::SymbolIndex;
-use store_util::{MIN, Rig, T0, closed, kline, register, update};
+use support::store::{MIN, Rig, T0, closed, kline, register, update};
 
 const BARS: u32 = 1000;
 /// The window is T0 … T0 + 999 min; the period at T0 + 1000 min is open.

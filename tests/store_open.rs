@@ -1,7 +1,7 @@
 //! Opening the store at startup (test thread only): corrupt, foreign, unwritable and
 //! wrong-version files give clear errors instead of a panic later.
 
-mod store_util;
+mod support;
 
 use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
@@ -12,7 +12,8 @@ use klagg::store::{
 };
 use klagg_shards::kline::{Interval, Scales};
 use klagg_shards::protocol::SymbolIndex;
-use store_util::{MIN, PATIENCE, T0, TempDir, kline, register};
+use support::TempDir;
+use support::store::{MIN, PATIENCE, T0, kline, register};
 
 /// A store with `rows` klines, shut down cleanly (WAL checkpointed into the main file).
 fn populated_store(dir: &TempDir, rows: i64) {

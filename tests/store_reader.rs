@@ -1,12 +1,12 @@
 //! Store round trips and the klines query semantics of `GET /fapi/v1/klines` (test threads
 //! plus the store writer thread).
 
-mod store_util;
+mod support;
 
 use klagg::store::{KLINES_LIMIT_MAX, Source, StoreCmd, StoreError, WriterConfig};
 use klagg_shards::kline::{Interval, Kline, Scales, flat_run_klines};
 use klagg_shards::protocol::{KlineMsg, SymbolIndex};
-use store_util::{MIN, PATIENCE, Rig, T0, closed, kline, register, update};
+use support::store::{MIN, PATIENCE, Rig, T0, closed, kline, register, update};
 
 fn extreme_klines(interval: Interval) -> Vec<Kline> {
     let big = Kline {

@@ -2,7 +2,7 @@
 //! deadlines, snapshots, nothing lost on shutdown, never dropping under a full channel, the
 //! source precedence, recovery from failed commits, counters and health.
 
-mod store_util;
+mod support;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use klagg::store::{
 };
 use klagg_shards::kline::{Interval, Kline, Scales};
 use klagg_shards::protocol::{KlineMsg, SymbolIndex};
-use store_util::{MIN, PATIENCE, Rig, T0, closed, kline, register, update, wait_until};
+use support::store::{MIN, PATIENCE, Rig, T0, closed, kline, register, update, wait_until};
 
 const SCALES: Scales = Scales { price: 2, qty: 3 };
 
@@ -284,7 +284,7 @@ fn source_precedence_does_not_depend_on_arrival_order() {
 
 #[test]
 fn repairs_replace_closed_live_klines_confirm_equal_ones_and_are_published() {
-    let dir = store_util::TempDir::new("repair");
+    let dir = support::TempDir::new("repair");
     let (corrections_tx, corrections) = crossbeam_channel::bounded(16);
     let store = Store::open(dir.db()).unwrap();
     let writer = spawn_writer_with(
@@ -475,7 +475,7 @@ fn counters_and_health_describe_the_writer() {
 
 #[test]
 fn dropping_every_command_sender_flushes_and_stops() {
-    let dir = store_util::TempDir::new("drop");
+    let dir = support::TempDir::new("drop");
     let store = klagg::store::Store::open(dir.db()).unwrap();
     let (klines, receiver) = crossbeam_channel::bounded(64);
     let writer = spawn_writer(store, slow_batches(), receiver).unwrap();
