@@ -72,27 +72,23 @@ pub fn agg_trade_event(
 ) {
     let _ = write!(
         out,
-        r#"{{"e":"aggTrade","E":{},"s":"{}","a":{},"p":""#,
+        r#"{{"e":"aggTrade","E":{},"s":"{}","a":{},"#,
         t.event_ms(),
         symbol,
         t.agg_id
     );
-    push_fixed(out, i128::from(t.price), price_dp);
-    out.push_str(r#"","q":""#);
-    push_fixed(out, i128::from(t.qty), qty_dp);
-    let _ = write!(
-        out,
-        r#"","f":{},"l":{},"T":{},"m":{}}}"#,
-        t.first_id,
-        t.last_id(),
-        t.time_ms,
-        t.buyer_maker
-    );
+    push_trade_fields(out, t, price_dp, qty_dp);
 }
 
 /// One REST aggTrades row `{"a","p","q","f","l","T","m"}`.
 pub fn agg_trade_row(out: &mut String, t: &StoredTrade, price_dp: u32, qty_dp: u32) {
-    let _ = write!(out, r#"{{"a":{},"p":""#, t.agg_id);
+    let _ = write!(out, r#"{{"a":{},"#, t.agg_id);
+    push_trade_fields(out, t, price_dp, qty_dp);
+}
+
+/// The fields both aggTrade shapes end with: `"p","q","f","l","T","m"` and the closing brace.
+fn push_trade_fields(out: &mut String, t: &StoredTrade, price_dp: u32, qty_dp: u32) {
+    out.push_str(r#""p":""#);
     push_fixed(out, i128::from(t.price), price_dp);
     out.push_str(r#"","q":""#);
     push_fixed(out, i128::from(t.qty), qty_dp);

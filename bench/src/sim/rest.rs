@@ -10,7 +10,7 @@ use klagg_shards::wire::rest::{self, RequestError};
 
 use super::http::{self, Request, Response};
 use super::interval::Interval;
-use super::market::SymbolStatus;
+use super::market::{Book, SymbolStatus};
 use super::ratelimit::Verdict;
 use super::{Shared, exinfo, now_ms, render};
 
@@ -203,6 +203,7 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
 }
 
 fn ticker(shared: &Shared, req: &Request, now: i64) -> Answer {
+    let mut out = String::new();
     if let Some(symbol) = req.param("symbol") {
         let idx = symbol_index(shared, symbol)?;
         let market = shared.market.lock();
@@ -210,18 +211,11 @@ fn ticker(shared: &Shared, req: &Request, now: i64) -> Answer {
         let stats = market
             .stats24(idx, now)
             .unwrap_or_else(|| empty_stats(b.price, now));
-        let mut out = String::new();
-        render::ticker_24h(
-            &mut out,
-            &b.spec.name,
-            &stats,
-            b.spec.price_dp,
-            b.spec.qty_dp,
-        );
+        ticker_of(&mut out, b, &stats);
         return Ok(out);
     }
     let market = shared.market.lock();
-    let mut out = String::from("[");
+    out.push('[');
     for (idx, b) in market.books.iter().enumerate() {
         if b.status == SymbolStatus::Close {
             continue;
@@ -232,16 +226,14 @@ fn ticker(shared: &Shared, req: &Request, now: i64) -> Answer {
         if out.len() > 1 {
             out.push(',');
         }
-        render::ticker_24h(
-            &mut out,
-            &b.spec.name,
-            &stats,
-            b.spec.price_dp,
-            b.spec.qty_dp,
-        );
+        ticker_of(&mut out, b, &stats);
     }
     let _ = write!(out, "]");
     Ok(out)
+}
+
+fn ticker_of(out: &mut String, b: &Book, stats: &render::Stats24) {
+    render::ticker_24h(out, &b.spec.name, stats, b.spec.price_dp, b.spec.qty_dp);
 }
 
 fn empty_stats(price: i64, now: i64) -> render::Stats24 {
