@@ -8,27 +8,14 @@
 # on the PATH instead.
 set -euo pipefail
 
+source "$(dirname "$0")/perf-common.sh"
+
 input=perf.data
 output=flamegraph.svg
 thread=""
-
-while [[ $# -gt 0 ]]; do
-    case "$1" in
-        --output) output="${2:?--output needs a value}"; shift 2 ;;
-        --thread) thread="${2:?--thread needs a value}"; shift 2 ;;
-        --help|-h) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) input="$1"; shift ;;
-    esac
-done
-
-if ! command -v perf >/dev/null 2>&1; then
-    echo "flamegraph.sh: perf is not installed. On Debian: apt-get install -y linux-perf" >&2
-    exit 1
-fi
-if [[ ! -f "$input" ]]; then
-    echo "flamegraph.sh: no recording at $input (make one with scripts/perf-record.sh)" >&2
-    exit 1
-fi
+perf_view_args '2,8p' --output output "$@"
+perf_require
+perf_require_recording
 if command -v inferno-collapse-perf >/dev/null 2>&1 && command -v inferno-flamegraph >/dev/null 2>&1; then
     collapse=(inferno-collapse-perf)
     render=(inferno-flamegraph)
@@ -41,9 +28,6 @@ else
     exit 1
 fi
 
-filter=()
-if [[ -n "$thread" ]]; then
-    filter=(--comms "$thread")
-fi
+perf_thread_filter
 perf script -i "$input" "${filter[@]}" 2>/dev/null | "${collapse[@]}" | "${render[@]}" > "$output"
 echo "wrote $output" >&2

@@ -11,6 +11,7 @@
 # Build with debug info for good symbols: the release profile has `debug = 1`.
 # Then: scripts/perf-report.sh [FILE]   or   scripts/flamegraph.sh [FILE]
 set -euo pipefail
+source "$(dirname "$0")/perf-common.sh"
 
 output=perf.data
 seconds=10
@@ -36,10 +37,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-if ! command -v perf >/dev/null 2>&1; then
-    echo "perf-record.sh: perf is not installed. On Debian: apt-get install -y linux-perf" >&2
-    exit 1
-fi
+perf_require
 
 # Hardware counters? `perf stat` prints "<not supported>" when there are none.
 if perf stat -e cycles true 2>&1 | grep -q "not supported"; then
