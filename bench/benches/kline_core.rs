@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use klagg_bench::report::{Timing, write_result};
+use klagg_bench::report::{Timing, save};
 use klagg_bench::workload::{SlotTrade, StreamShape, generate};
 use klagg_shards::kline::{BookEvent, Interval, Kline, KlineBook};
 use serde_json::json;
@@ -101,8 +101,5 @@ fn main() {
     let regimes = vec![regime("2k trades/s", 500), regime("rollover-heavy", 50_000)];
     let result =
         json!({ "benchmark": "kline_core", "target_ns_per_trade": 33.0, "regimes": regimes });
-    match write_result("kline_core", result) {
-        Ok(path) => println!("wrote {}", path.display()),
-        Err(err) => eprintln!("cannot write the result: {err}"),
-    }
+    save("kline_core", result);
 }

@@ -1,5 +1,6 @@
-//! Benchmark reports (benchmark thread): the machine a figure was measured on, timing
-//! statistics, and JSON results written under `bench-results/` at the repository root.
+//! Benchmark programs' common parts (benchmark thread): their command-line flags, the machine a
+//! figure was measured on, timing statistics, and JSON results written under `bench-results/`
+//! at the repository root.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,11 +57,8 @@ impl Timing {
             .iter()
             .map(|run| run.as_nanos() as f64 / operations as f64)
             .collect();
-        per_op.sort_by(f64::total_cmp);
-        Timing {
-            min_ns: per_op[0],
-            median_ns: per_op[per_op.len() / 2],
-        }
+        let (min_ns, median_ns) = min_median(&mut per_op);
+        Timing { min_ns, median_ns }
     }
 
     /// Operations per second at the best run.
@@ -71,6 +69,52 @@ impl Timing {
     pub fn to_json(self) -> Value {
         json!({ "ns_per_op_min": self.min_ns, "ns_per_op_median": self.median_ns, "ops_per_s_best": self.best_rate() })
     }
+}
+
+/// Minimum and median of `samples` (sorted here); NaN for none.
+pub fn min_median(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    let min = samples.first().copied().unwrap_or(f64::NAN);
+    let median = samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN);
+    (min, median)
+}
+
+/// A program's flags in order: each of `with_value` followed by its value, each of `switches`
+/// alone (`None`).
+///
+/// # Errors
+/// A flag that is neither, or one of `with_value` at the end without its value.
+pub fn read_flags(
+    args: impl IntoIterator<Item = String>,
+    with_value: &[&str],
+    switches: &[&str],
+) -> Result<Vec<(String, Option<String>)>, String> {
+    let mut flags = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(flag) = args.next() {
+        if switches.contains(&flag.as_str()) {
+            flags.push((flag, None));
+        } else if with_value.contains(&flag.as_str()) {
+            let value = args.next().ok_or(format!("{flag} needs a value"))?;
+            flags.push((flag, Some(value)));
+        } else {
+            return Err(format!("unknown flag {flag}"));
+        }
+    }
+    Ok(flags)
+}
+
+/// The value of `flag` as a `T`.
+///
+/// # Errors
+/// No value, or one that does not parse.
+pub fn value<T>(flag: &str, value: Option<&str>) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let value = value.ok_or(format!("{flag} needs a value"))?;
+    value.parse().map_err(|e| format!("{flag}: {e}"))
 }
 
 /// Write `result` (with the machine added) to `bench-results/<name>.json`; returns the path.
@@ -87,4 +131,36 @@ pub fn write_result(name: &str, mut result: Value) -> std::io::Result<PathBuf> {
         serde_json::to_string_pretty(&result).expect("json") + "\n",
     )?;
     Ok(path)
+}
+
+/// Write `result` with [`write_result`] and say where (or why not) on the terminal.
+pub fn save(name: &str, result: Value) {
+    match write_result(name, result) {
+        Ok(path) => println!("wrote {}", path.display()),
+        Err(error) => eprintln!("cannot write bench-results/{name}.json: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_statistics() {
+        let args = ["--trades", "5", "--combined", "--reps", "x"].map(String::from);
+        let flags = read_flags(args, &["--trades", "--reps"], &["--combined"]).unwrap();
+        assert_eq!(flags[1], ("--combined".to_string(), None));
+        assert_eq!(value::<u64>("--trades", flags[0].1.as_deref()), Ok(5));
+        assert!(
+            value::<u64>("--reps", flags[2].1.as_deref())
+                .unwrap_err()
+                .starts_with("--reps: ")
+        );
+        let missing = read_flags(["--trades".to_string()], &["--trades"], &[]);
+        assert_eq!(missing, Err("--trades needs a value".into()));
+        let unknown = read_flags(["--x".to_string()], &[], &[]);
+        assert_eq!(unknown, Err("unknown flag --x".into()));
+        assert_eq!(min_median(&mut [3.0, 1.0, 2.0]), (1.0, 2.0));
+        assert!(min_median(&mut []).0.is_nan());
+    }
 }

@@ -1,7 +1,13 @@
-//! Synthetic workloads for benchmarks (benchmark thread): a seeded, heavy-tailed aggregate-trade
-//! stream over many symbols, as the kline core and the parser see it.
+//! Workloads for benchmarks (benchmark thread): a seeded, heavy-tailed aggregate-trade stream
+//! over many symbols, as the kline core and the parser see it, and the simulator's symbols as
+//! the engine names them.
 
-use klagg_shards::kline::AggTrade;
+use std::sync::Arc;
+
+use klagg_shards::kline::{AggTrade, Scales};
+use klagg_shards::protocol::{SymbolIndex, SymbolSpec};
+
+use crate::sim::SimHandle;
 
 /// A small, fast, seeded PRNG (xorshift64*), so workloads are identical across runs.
 #[derive(Debug, Clone)]
@@ -27,6 +33,23 @@ impl Rng {
     pub fn below(&mut self, bound: u64) -> u64 {
         self.next_u64() % bound.max(1)
     }
+}
+
+/// The first `count` symbols of `sim` as the engine names them (index = position).
+pub fn sim_specs(sim: &SimHandle, count: usize) -> Vec<SymbolSpec> {
+    sim.symbols()
+        .into_iter()
+        .take(count)
+        .enumerate()
+        .map(|(index, info)| SymbolSpec {
+            index: SymbolIndex(index as u32),
+            name: Arc::from(info.name.as_str()),
+            scales: Scales {
+                price: info.price_dp as u8,
+                qty: info.qty_dp as u8,
+            },
+        })
+        .collect()
 }
 
 /// One trade of the workload and the slot (symbol) it belongs to.

@@ -11,6 +11,7 @@ mod frames;
 use std::hint::black_box;
 use std::time::Instant;
 
+use klagg_bench::report;
 use klagg_shards::kline::Scales;
 use klagg_shards::parse::fallback::parse_frame_serde;
 use klagg_shards::parse::scan::scan_frame;
@@ -27,14 +28,12 @@ fn parse_args() -> Result<Args, String> {
         frames: 500_000,
         reps: 7,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let number: usize = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+    let flags = report::read_flags(std::env::args().skip(1), &["--frames", "--reps"], &[])?;
+    for (flag, value) in flags {
+        let number: usize = report::value(&flag, value.as_deref())?;
         match flag.as_str() {
             "--frames" => args.frames = number.max(1),
-            "--reps" => args.reps = number.max(1),
-            other => return Err(format!("unknown flag {other}")),
+            _ => args.reps = number.max(1),
         }
     }
     Ok(args)
@@ -120,7 +119,7 @@ fn main() {
         };
         run(); // warm-up
         let mut samples: Vec<f64> = (0..args.reps).map(|_| run()).collect();
-        let (min, median) = frames::min_median(&mut samples);
+        let (min, median) = report::min_median(&mut samples);
         println!(
             "{name:<50} {min:7.1} / {median:7.1} ns/frame (min/med)  {:6.2} M frames/s (best)",
             1e3 / min
@@ -138,12 +137,12 @@ fn main() {
         "target ≤ 250 ns/frame (≥ 4 M/s) for scanner + decimals: {}",
         if target_ok { "met" } else { "NOT met" }
     );
-    frames::write_result(
+    report::save(
         "parse_frames",
-        &serde_json::json!({
+        serde_json::json!({
             "benchmark": "parse_frames", "frames": data.len(), "mean_frame_bytes": mean_bytes,
             "symbols": 500, "repetitions": args.reps, "results": results,
-            "target_ns_per_frame": 250, "target_met": target_ok, "machine": frames::machine(),
+            "target_ns_per_frame": 250, "target_met": target_ok,
         }),
     );
 }

@@ -13,14 +13,13 @@
 
 #[path = "shard_support/cpu.rs"]
 mod cpu;
-#[path = "shard_support/frames.rs"]
-mod frames;
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
+use klagg_bench::report;
 use klagg_shards::kline::{Interval, Scales};
 use klagg_shards::protocol::{
     ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd,
@@ -257,16 +256,16 @@ fn main() {
         "goal at 100k/s (p50 ≤ 50 µs, p99 ≤ 250 µs): {}",
         if goal { "met" } else { "NOT met" }
     );
-    frames::write_result(
+    report::save(
         if busy_poll {
             "shard_latency_busy_poll"
         } else {
             "shard_latency"
         },
-        &serde_json::json!({
+        serde_json::json!({
             "benchmark": "shard_latency", "symbols": SYMBOLS, "seconds_per_rate": seconds,
             "pump_core": pump_core, "shard_core": shard_core, "busy_poll": busy_poll, "results": results,
-            "goal_100k_met": goal, "machine": frames::machine(),
+            "goal_100k_met": goal,
             "shard_busiest_iteration_us": counters.busiest_iteration_ns as f64 / 1e3,
             "load_average": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
             "method": "send instant before the frame's write → update dequeued by the pump (spinning between sends on the other core)",

@@ -9,14 +9,14 @@
 
 #[path = "shard_support/cpu.rs"]
 mod cpu;
-#[path = "shard_support/frames.rs"]
-mod frames;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
+use klagg_bench::report;
 use klagg_bench::sim::{FirehoseConfig, Sim, SimConfig, SimHandle};
+use klagg_bench::workload::sim_specs;
 use klagg_shards::kline::{Interval, Scales};
 use klagg_shards::parse::{Frame, parse_frame};
 use klagg_shards::protocol::{
@@ -48,34 +48,16 @@ fn parse_args() -> Result<Args, String> {
         symbols: 200,
         reps: 3,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let number: u64 = value.parse().map_err(|e| format!("{flag}: {e}"))?;
+    let known = ["--trades", "--symbols", "--reps"];
+    for (flag, value) in report::read_flags(std::env::args().skip(1), &known, &[])? {
+        let number: u64 = report::value(&flag, value.as_deref())?;
         match flag.as_str() {
             "--trades" => args.trades = number.max(1000),
             "--symbols" => args.symbols = (number as usize).clamp(1, 200),
-            "--reps" => args.reps = (number as usize).max(1),
-            other => return Err(format!("unknown flag {other}")),
+            _ => args.reps = (number as usize).max(1),
         }
     }
     Ok(args)
-}
-
-fn specs(sim: &SimHandle, count: usize) -> Vec<SymbolSpec> {
-    sim.symbols()
-        .into_iter()
-        .take(count)
-        .enumerate()
-        .map(|(index, info)| SymbolSpec {
-            index: SymbolIndex(index as u32),
-            name: Arc::from(info.name.as_str()),
-            scales: Scales {
-                price: info.price_dp as u8,
-                qty: info.qty_dp as u8,
-            },
-        })
-        .collect()
 }
 
 fn empty_package() -> InitialSymbolData {
@@ -228,7 +210,7 @@ fn main() {
         .with_symbols(args.symbols)
         .with_firehose(Some(firehose));
     let sim = Sim::start(sim_config).expect("simulator");
-    let specs = specs(&sim, args.symbols);
+    let specs = sim_specs(&sim, args.symbols);
     let reference = capture(&sim, &specs, 1_000_000.min(args.trades as usize));
     let mean_bytes =
         reference.iter().map(String::len).sum::<usize>() as f64 / reference.len() as f64;
@@ -268,11 +250,11 @@ fn report(
     memory_ns: &mut [f64],
     runs: &[ShardRun],
 ) {
-    let (memory_min, memory_med) = frames::min_median(memory_ns);
+    let (memory_min, memory_med) = report::min_median(memory_ns);
     let mut per_core: Vec<f64> = runs.iter().map(|r| r.trades as f64 / r.cpu_s).collect();
     let mut wall: Vec<f64> = runs.iter().map(|r| r.trades as f64 / r.wall_s).collect();
-    let (_, per_core_med) = frames::min_median(&mut per_core);
-    let (_, wall_med) = frames::min_median(&mut wall);
+    let (_, per_core_med) = report::min_median(&mut per_core);
+    let (_, wall_med) = report::min_median(&mut wall);
     let memory_rate = 1e9 / memory_med;
     let ratio = per_core_med / memory_rate;
     println!(
@@ -297,14 +279,14 @@ fn report(
             |r| serde_json::json!({"trades": r.trades, "wall_s": r.wall_s, "shard_cpu_s": r.cpu_s}),
         )
         .collect();
-    frames::write_result(
+    report::save(
         "shard_throughput",
-        &serde_json::json!({
+        serde_json::json!({
             "benchmark": "shard_throughput", "symbols": specs.len(), "intervals": INTERVALS.len(),
             "trades_per_run": args.trades, "mean_frame_bytes": mean_bytes, "shard_core": core,
             "in_memory_ns_per_trade_min": memory_min, "in_memory_ns_per_trade_median": memory_med,
             "per_core_trades_per_sec_median": per_core_med, "wall_trades_per_sec_median": wall_med,
-            "ratio_to_in_memory": ratio, "runs": runs_json, "machine": frames::machine(),
+            "ratio_to_in_memory": ratio, "runs": runs_json,
         }),
     );
 }

@@ -5,10 +5,9 @@
 //! Usage: `cargo run --release -p klagg-bench --bin sim_throughput -- [--frames N]
 //! [--symbols K] [--combined] [--rate R]`
 
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use klagg_bench::report;
 use klagg_bench::sim::{FirehoseConfig, Sim, SimConfig};
 use tungstenite::Message;
 
@@ -26,15 +25,15 @@ fn parse_args() -> Result<Args, String> {
         combined: false,
         rate: 0,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+    let with_value = ["--frames", "--symbols", "--rate"];
+    for (flag, value) in report::read_flags(std::env::args().skip(1), &with_value, &["--combined"])?
+    {
+        let value = value.as_deref();
         match flag.as_str() {
-            "--frames" => a.frames = value()?.parse().map_err(|e| format!("--frames: {e}"))?,
-            "--symbols" => a.symbols = value()?.parse().map_err(|e| format!("--symbols: {e}"))?,
-            "--rate" => a.rate = value()?.parse().map_err(|e| format!("--rate: {e}"))?,
-            "--combined" => a.combined = true,
-            other => return Err(format!("unknown flag {other}")),
+            "--frames" => a.frames = report::value(&flag, value)?,
+            "--symbols" => a.symbols = report::value(&flag, value)?,
+            "--rate" => a.rate = report::value(&flag, value)?,
+            _ => a.combined = true,
         }
     }
     Ok(a)
@@ -142,8 +141,6 @@ fn main() -> std::process::ExitCode {
 }
 
 fn write_json(args: &Args, secs: f64, rate: f64, bytes: u64, checked: u64) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench-results");
-    let _ = std::fs::create_dir_all(&dir);
     let json = serde_json::json!({
         "benchmark": "sim_throughput",
         "frames": args.frames,
@@ -159,13 +156,9 @@ fn write_json(args: &Args, secs: f64, rate: f64, bytes: u64, checked: u64) {
         "unix_ms": klagg_bench::sim::now_ms(),
     });
     let name = if args.combined {
-        "sim_throughput_combined.json"
+        "sim_throughput_combined"
     } else {
-        "sim_throughput.json"
+        "sim_throughput"
     };
-    let path = dir.join(name);
-    match std::fs::File::create(&path).and_then(|mut f| writeln!(f, "{json:#}")) {
-        Ok(()) => println!("sim_throughput: wrote {}", path.display()),
-        Err(e) => eprintln!("sim_throughput: cannot write {}: {e}", path.display()),
-    }
+    report::save(name, json);
 }

@@ -1,7 +1,6 @@
-//! Benchmark support (included by the `parse_*` and `shard_*` programs, main thread): a
+//! Benchmark support (included by the `parse_frames` program, main thread): a
 //! generator of realistic combined-stream aggTrade frames (500 symbols, skewed, ≈186 bytes,
-//! per-symbol decimals and random-walk prices), and the machine description written with every
-//! result.
+//! per-symbol decimals and random-walk prices). Reports go through `klagg_bench::report`.
 
 #![allow(dead_code)]
 
@@ -156,54 +155,4 @@ pub fn frames(symbols: &mut [GenSymbol], count: usize, seed: u64, start_ms: i64)
         out.push(frame);
     }
     out
-}
-
-/// CPU model, kernel and commit, recorded with every result.
-pub fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split(':').nth(1))
-                .map(|model| model.trim().to_string())
-        })
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|text| text.trim().to_string())
-        .unwrap_or_default();
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    serde_json::json!({ "cpu": cpu, "kernel": kernel, "commit": commit, "cores": cores,
-        "profile": if cfg!(debug_assertions) { "debug" } else { "release" } })
-}
-
-/// Write `value` to `bench-results/<name>.json` (creating the folder).
-pub fn write_result(name: &str, value: &serde_json::Value) {
-    let dir = std::path::Path::new("bench-results");
-    if let Err(error) = std::fs::create_dir_all(dir) {
-        eprintln!("cannot create bench-results/: {error}");
-        return;
-    }
-    let path = dir.join(format!("{name}.json"));
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => match std::fs::write(&path, text + "\n") {
-            Ok(()) => println!("wrote {}", path.display()),
-            Err(error) => eprintln!("cannot write {}: {error}", path.display()),
-        },
-        Err(error) => eprintln!("cannot encode the result: {error}"),
-    }
-}
-
-/// min and median of `samples`.
-pub fn min_median(samples: &mut [f64]) -> (f64, f64) {
-    samples.sort_by(f64::total_cmp);
-    let min = samples.first().copied().unwrap_or(f64::NAN);
-    let median = samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN);
-    (min, median)
 }
