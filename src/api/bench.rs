@@ -27,10 +27,10 @@ use klagg_shards::protocol::{
 use klagg_shards::shard::{ShardConfig, ShardOutputs, spawn_shard};
 use serde_json::{Value, json};
 
-use super::{Api, ApiCounters, ApiState};
+use super::standalone::Standalone;
+use super::{Api, ApiCounters};
 use crate::clock::epoch_ms;
-use crate::gateway::{self, GatewayContext, Router};
-use crate::shutdown::{Shutdown, StopReason};
+use crate::shutdown::StopReason;
 use crate::store::{Source, Store, StoreCmd, WriterConfig, spawn_writer};
 use crate::symbol_manager::exchange::Ticker24h;
 use crate::symbol_manager::registry::{Lifecycle, RegistryView};
@@ -117,57 +117,14 @@ fn percentiles(values: &mut [f64]) -> Value {
     json!({ "p50": at(0.5), "p99": at(0.99), "max": at(1.0), "count": values.len() })
 }
 
-/// The API alone on an ephemeral port: registry, gateway, hub and push threads.
-struct Rig {
-    addr: SocketAddr,
-    state: Arc<ApiState>,
-    sink: klagg_shards::shard::KlineSink,
-    shutdown: Shutdown,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Rig {
-    fn start(
-        registry: RegistryView,
-        intervals: &[Interval],
-        db: Option<PathBuf>,
-    ) -> Result<Rig, String> {
-        let api = Api::new(intervals, registry.clone(), db).map_err(|e| e.to_string())?;
-        let (state, sink) = (api.state(), api.sink());
-        let mut ctx = GatewayContext::new(
-            Arc::new(crate::status::StatusBoard::new(
-                crate::clock::ProcessStart::now(),
-            )),
-            registry,
-            Arc::new(crate::watchdog::HealthBoard::new()),
-            Arc::new(crate::symbol_manager::rest::WeightBudget::new()),
-        );
-        ctx.extra.push(state.clone());
-        let listener = gateway::bind("127.0.0.1:0".parse().map_err(|_| "address")?)
-            .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let shutdown = Shutdown::new();
-        let router = Router::new().merge(Api::router()).operability();
-        let mut threads = gateway::serve(listener, router, Arc::new(ctx), &shutdown, None)
-            .map_err(|e| e.to_string())?;
-        let spawned = api.spawn(&shutdown, None).map_err(|e| e.to_string())?;
-        threads.extend(spawned.into_iter().map(|(_, t)| t));
-        Ok(Rig {
-            addr,
-            state,
-            sink,
-            shutdown,
-            threads,
-        })
-    }
-
-    fn stop(self) {
-        self.shutdown.request(StopReason::RunFor);
-        drop(self.sink);
-        for thread in self.threads {
-            let _ = thread.join();
-        }
-    }
+/// The API alone on an ephemeral port over `registry`, its store at `db`.
+fn api_alone(
+    registry: RegistryView,
+    intervals: &[Interval],
+    db: Option<PathBuf>,
+) -> Result<Standalone, String> {
+    let api = Api::new(intervals, registry.clone(), db).map_err(|e| e.to_string())?;
+    Standalone::start(api, registry)
 }
 
 fn registry_of(names: &[(String, Scales)]) -> RegistryView {
@@ -227,7 +184,7 @@ fn rest(args: &BenchApiArgs) -> Result<Value, String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let db = filled_store(&dir)?;
     let registry = registry_of(&[("BTCUSDT".into(), Scales { price: 1, qty: 3 })]);
-    let rig = Rig::start(registry, &[Interval::M1], Some(db))?;
+    let rig = api_alone(registry, &[Interval::M1], Some(db))?;
     let url = format!(
         "http://{}/fapi/v1/klines?symbol=BTCUSDT&interval=1m&limit=500",
         rig.addr
@@ -458,20 +415,7 @@ fn firehose_sim(rate: u64) -> Result<(klagg_bench::sim::SimHandle, Vec<SymbolSpe
         .with_trade_rate(100)
         .with_firehose(Some(firehose));
     let sim = klagg_bench::sim::Sim::start(sim_config).map_err(|e| e.to_string())?;
-    let specs: Vec<SymbolSpec> = sim
-        .symbols()
-        .into_iter()
-        .take(FANOUT_SYMBOLS)
-        .enumerate()
-        .map(|(i, s)| SymbolSpec {
-            index: SymbolIndex(i as u32),
-            name: Arc::from(s.name.as_str()),
-            scales: Scales {
-                price: s.price_dp as u8,
-                qty: s.qty_dp as u8,
-            },
-        })
-        .collect();
+    let specs = klagg_bench::workload::sim_specs(&sim, FANOUT_SYMBOLS);
     Ok((sim, specs))
 }
 
@@ -545,7 +489,7 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
         .iter()
         .map(|s| (s.name.to_string(), s.scales))
         .collect();
-    let rig = Rig::start(registry_of(&names), &FANOUT_INTERVALS, None)?;
+    let rig = api_alone(registry_of(&names), &FANOUT_INTERVALS, None)?;
     let shard = fed_shard(&sim, &specs, rig.sink.clone())?;
     let counters = shard.handle.counters.clone();
     std::thread::sleep(Duration::from_secs(3));

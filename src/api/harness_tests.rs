@@ -15,9 +15,8 @@ use serde_json::Value;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
 
+use super::standalone::Standalone;
 use super::{Api, ApiCounters, ApiLimits, ApiState};
-use crate::gateway::{self, GatewayContext, Router};
-use crate::shutdown::{Shutdown, StopReason};
 use crate::symbol_manager::exchange::Ticker24h;
 use crate::symbol_manager::registry::{Lifecycle, RegistryView};
 
@@ -30,8 +29,7 @@ struct Harness {
     addr: std::net::SocketAddr,
     klines: Sender<KlineMsg>,
     state: Arc<ApiState>,
-    shutdown: Shutdown,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    api: Standalone,
 }
 
 impl Harness {
@@ -43,34 +41,12 @@ impl Harness {
         }
         let intervals = [Interval::S1, Interval::M1];
         let api = Api::with_limits(&intervals, registry.clone(), None, limits).unwrap();
-        let state = api.state();
-        let klines = api.sink().tx;
-        let shutdown = Shutdown::new();
-        let mut ctx = GatewayContext::new(
-            Arc::new(crate::status::StatusBoard::new(
-                crate::clock::ProcessStart::now(),
-            )),
-            registry,
-            Arc::new(crate::watchdog::HealthBoard::new()),
-            Arc::new(crate::symbol_manager::rest::WeightBudget::new()),
-        );
-        ctx.extra.push(state.clone());
-        let listener = gateway::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let router = Router::new().merge(Api::router()).operability();
-        let mut threads = gateway::serve(listener, router, Arc::new(ctx), &shutdown, None).unwrap();
-        threads.extend(
-            api.spawn(&shutdown, None)
-                .unwrap()
-                .into_iter()
-                .map(|(_, t)| t),
-        );
+        let api = Standalone::start(api, registry).unwrap();
         Harness {
-            addr,
-            klines,
-            state,
-            shutdown,
-            threads,
+            addr: api.addr,
+            klines: api.sink.tx.clone(),
+            state: api.state.clone(),
+            api,
         }
     }
 
@@ -95,11 +71,8 @@ impl Harness {
     }
 
     fn stop(self) {
-        self.shutdown.request(StopReason::RunFor);
         drop(self.klines);
-        for thread in self.threads {
-            thread.join().unwrap();
-        }
+        assert_eq!(self.api.stop(), 0, "API threads panicked");
     }
 }
 

@@ -24,6 +24,7 @@ pub mod hub;
 pub mod live;
 pub mod render;
 pub mod rest;
+pub mod standalone;
 pub mod ws;
 
 use std::path::PathBuf;
