@@ -4,12 +4,12 @@
 //! kline output and compares it with the simulator's REST klines field for field.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use klagg_bench::sim::{Sim, SimConfig, SimHandle, SymbolInfo};
-use klagg_shards::kline::{Interval, Scales};
+use klagg_bench::workload::sim_specs;
+use klagg_shards::kline::Interval;
 use klagg_shards::protocol::{
     ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd,
     ShardId, ShardReport, SymbolIndex, SymbolSpec, WorkerAck, WorkerCmd, WsCmd,
@@ -100,16 +100,7 @@ impl Harness {
 
     /// Register `count` symbols, spread round-robin over the shards, activate and subscribe them.
     pub fn activate_all(&mut self, count: usize) {
-        let infos = self.sim_symbols(count);
-        for (position, info) in infos.iter().enumerate() {
-            let spec = SymbolSpec {
-                index: SymbolIndex(position as u32),
-                name: Arc::from(info.name.as_str()),
-                scales: Scales {
-                    price: info.price_dp as u8,
-                    qty: info.qty_dp as u8,
-                },
-            };
+        for (position, spec) in sim_specs(&self.sim, count).into_iter().enumerate() {
             self.symbols.insert(
                 spec.index,
                 TestSymbol {
