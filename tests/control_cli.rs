@@ -4,10 +4,10 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::cli::{get, klagg, wait_output};
+use support::cli::{get, klagg, run_sim, spawn, wait_output};
 use support::free_port;
 
 fn error_lines(output: &Output) -> Vec<String> {
@@ -37,26 +37,19 @@ fn bad_flags_exit_2_with_one_line() {
 
 #[test]
 fn unreachable_venue_exits_non_zero_with_a_clear_line() {
-    let child = klagg()
-        .args([
-            "run",
-            "--rest-url",
-            "http://127.0.0.1:1",
-            "--ws-url",
-            "ws://127.0.0.1:1",
-        ])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--log-level",
-            "error",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn([
+        "run",
+        "--rest-url",
+        "http://127.0.0.1:1",
+        "--ws-url",
+        "ws://127.0.0.1:1",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--log-level",
+        "error",
+    ]);
     let (output, elapsed) = wait_output(child, Duration::from_secs(30));
     assert_eq!(output.status.code(), Some(1));
     let lines = error_lines(&output);
@@ -78,26 +71,8 @@ fn unreachable_venue_exits_non_zero_with_a_clear_line() {
 fn sim_venue_serves_status_and_stops_cleanly_on_sigterm() {
     let port = free_port();
     let spawned = Instant::now();
-    let child = klagg()
-        .args([
-            "run",
-            "--venue",
-            "sim",
-            "--sim-symbols",
-            "8",
-            "--shards",
-            "1",
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-level",
-            "warn",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let child = run_sim(8, ["--listen", &listen, "--log-level", "warn"]);
     while get(port, "/health").is_none() {
         assert!(
             spawned.elapsed() < Duration::from_secs(5),
@@ -139,23 +114,15 @@ fn sim_venue_serves_status_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn run_for_stops_with_exit_0() {
-    let child = klagg()
-        .args([
-            "run",
-            "--venue",
-            "sim",
-            "--sim-symbols",
-            "3",
-            "--shards",
-            "1",
-            "--run-for",
-            "2s",
-        ])
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let flags = [
+        "--run-for",
+        "2s",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ];
+    let child = run_sim(3, flags);
     let (output, elapsed) = wait_output(child, Duration::from_secs(20));
     assert!(
         output.status.success(),

@@ -5,35 +5,21 @@
 
 mod support;
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use klagg::store::Reader;
 use klagg_shards::kline::Interval;
-use support::cli::{get, klagg, wait_output};
+use support::cli::{get, run_sim, wait_output};
 use support::{TempDir, free_port};
 
 /// `klagg run --venue sim --db db` with a quiet log.
 fn run_with_db(db: &Path, extra: &[&str]) -> Child {
-    klagg()
-        .args([
-            "run",
-            "--venue",
-            "sim",
-            "--sim-symbols",
-            "3",
-            "--shards",
-            "1",
-        ])
-        .args(["--listen", "127.0.0.1:0", "--log-level", "error"])
-        .arg("--db")
-        .arg(db)
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
+    let quiet = ["--listen", "127.0.0.1:0", "--log-level", "error", "--db"];
+    let flags = quiet.iter().map(OsStr::new).chain([db.as_os_str()]);
+    run_sim(3, flags.chain(extra.iter().map(OsStr::new)))
 }
 
 /// Exit code 1 and exactly one stderr line, which starts with `klagg run: error:`.
@@ -78,31 +64,17 @@ fn the_store_fills_and_survives_a_clean_stop() {
     let db = dir.join("klagg.db");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = klagg()
-        .args([
-            "run",
-            "--venue",
-            "sim",
-            "--sim-symbols",
-            "3",
-            "--shards",
-            "1",
-        ])
-        .args([
-            "--listen",
-            &listen,
-            "--log-level",
-            "error",
-            "--run-for",
-            "8s",
-        ])
-        .args(["--intervals", "1s,1m", "--history-bars", "5"])
-        .arg("--db")
-        .arg(&db)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let flags = [
+        "--listen",
+        &listen,
+        "--log-level",
+        "error",
+        "--run-for",
+        "8s",
+    ];
+    let more = ["--intervals", "1s,1m", "--history-bars", "5", "--db"];
+    let flags = flags.iter().chain(&more).map(OsStr::new);
+    let child = run_sim(3, flags.chain([db.as_os_str()]));
     let until = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
         let text = get(port, "/metrics").unwrap_or_default();

@@ -1,7 +1,8 @@
 //! `klagg` as a process (test threads): the command in a fresh temporary directory, waiting for
 //! its exit with a bound, and short GETs of its API.
 
-use std::process::{Child, Command, Output};
+use std::ffi::OsStr;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,32 @@ pub fn klagg() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_klagg"));
     command.current_dir(dir);
     command
+}
+
+/// `klagg` with `args` started, its output captured.
+pub fn spawn<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Child {
+    klagg()
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `klagg run --venue sim --sim-symbols <symbols> --shards 1` and `flags`, its output captured.
+pub fn run_sim<S: AsRef<OsStr>>(symbols: usize, flags: impl IntoIterator<Item = S>) -> Child {
+    let symbols = symbols.to_string();
+    let run = [
+        "run",
+        "--venue",
+        "sim",
+        "--sim-symbols",
+        &symbols,
+        "--shards",
+        "1",
+    ];
+    let args = run.iter().map(OsStr::new).map(OsStr::to_os_string);
+    spawn(args.chain(flags.into_iter().map(|f| f.as_ref().to_os_string())))
 }
 
 /// Wait for `child` to exit (killed, and a panic, after `limit`): its output and how long it
