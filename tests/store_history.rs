@@ -5,7 +5,9 @@
 
 mod support;
 
-use klagg::store::{HistoryPlan, KlineRequest, Source, StoreCmd, StoreCounters, WriterConfig};
+use klagg::store::{
+    HistoryPlan, KlineRequest, Source, StoreCmd, StoreCounters, StoredKline, WriterConfig,
+};
 use klagg_shards::kline::{Interval, Kline, Scales};
 use klagg_shards::protocol::SymbolIndex;
 use support::store::{MIN, Rig, T0, closed, kline, register, update};
@@ -57,6 +59,13 @@ fn execute(rig: &Rig, plan: &HistoryPlan, listed_ms: i64) {
         });
     }
     rig.flush();
+}
+
+/// BTCUSDT's stored 1m rows opening in `[from, to]`.
+fn stored_m1(rig: &Rig, from: i64, to: i64) -> Vec<StoredKline> {
+    let reader = rig.writer.reader().unwrap();
+    let rows = reader.stored_klines("BTCUSDT", Interval::M1, Some(from), Some(to), None);
+    rows.unwrap()
 }
 
 fn limits(plan: &HistoryPlan) -> Vec<u32> {
@@ -115,16 +124,7 @@ fn interior_holes_and_stale_open_klines_are_planned() {
     assert_eq!(missing_plan.weight(), 2);
     execute(&rig, &missing_plan, 0);
     assert!(plan(&rig, NOW + MIN).is_complete());
-    let reader = rig.writer.reader().unwrap();
-    let stale = reader
-        .stored_klines(
-            "BTCUSDT",
-            Interval::M1,
-            Some(T0 + 999 * MIN),
-            Some(T0 + 999 * MIN),
-            None,
-        )
-        .unwrap();
+    let stale = stored_m1(&rig, T0 + 999 * MIN, T0 + 999 * MIN);
     assert_eq!((stale[0].source, stale[0].closed), (Source::Rest, true));
     assert_eq!(stale[0].kline, venue_kline(T0 + 999 * MIN));
 }
@@ -157,16 +157,7 @@ fn flat_fills_are_replaced_by_the_venues_klines() {
     assert_eq!(limits(&with_flats), vec![30]);
     execute(&rig, &with_flats, 0);
     assert!(plan(&rig, NOW).is_complete());
-    let reader = rig.writer.reader().unwrap();
-    let rows = reader
-        .stored_klines(
-            "BTCUSDT",
-            Interval::M1,
-            Some(T0 + 500 * MIN),
-            Some(T0 + 529 * MIN),
-            None,
-        )
-        .unwrap();
+    let rows = stored_m1(&rig, T0 + 500 * MIN, T0 + 529 * MIN);
     assert_eq!(rows.len(), 30);
     assert!(rows.iter().all(|row| row.source == Source::Rest));
     assert!(
@@ -238,16 +229,7 @@ fn rest_klines_never_replace_closed_live_klines() {
     assert_eq!(merged.weight(), 2);
     execute(&rig, &merged, 0);
     assert!(plan(&rig, NOW).is_complete());
-    let reader = rig.writer.reader().unwrap();
-    let rows = reader
-        .stored_klines(
-            "BTCUSDT",
-            Interval::M1,
-            Some(T0 + 100 * MIN),
-            Some(T0 + 220 * MIN),
-            None,
-        )
-        .unwrap();
+    let rows = stored_m1(&rig, T0 + 100 * MIN, T0 + 220 * MIN);
     assert_eq!(rows.len(), 121);
     for row in rows {
         let i = (row.kline.open_time_ms - T0) / MIN;
