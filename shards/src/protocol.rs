@@ -1,6 +1,6 @@
-//! The activation protocol's messages (types, and the reading of a kline message): sent by the control-plane threads
-//! (ActivationDispatcher, SymbolManager) into a shard's inbox, and by shard threads back out
-//! (acks, klines, resync requests). Names follow the seed design: `WorkerCmd::ActivateSymbol`,
+//! The activation protocol's messages (types, and the reading of a kline message): sent by the
+//! control-plane threads (ActivationDispatcher, SymbolManager) into a shard's inbox, and by
+//! shard threads back out (acks, klines, resync requests). Names follow the seed design: `WorkerCmd::ActivateSymbol`,
 //! `WsCmd::SubscribeOne`, `SymbolActivationState`.
 //!
 //! Ordering rule (seed decision 4): the dispatcher sends `WsCmd::SubscribeOne` for a symbol only
