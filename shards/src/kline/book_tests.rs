@@ -1,6 +1,7 @@
 //! Unit tests of the kline book (test thread only).
 
 use super::*;
+use crate::kline::event::flat_run_klines;
 use crate::kline::model::AggTrade;
 
 const MIN: i64 = 60_000;

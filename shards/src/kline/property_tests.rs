@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use super::book::{BookEvent, KlineBook};
+use super::book::KlineBook;
+use super::event::BookEvent;
 use super::interval::Interval;
 use super::model::{AggTrade, Kline};
 use super::series::ClosedSeries;

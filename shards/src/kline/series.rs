@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::book::{BookEvent, flat_run_klines};
+use super::event::{BookEvent, flat_run_klines};
 use super::interval::Interval;
 use super::model::Kline;
 
