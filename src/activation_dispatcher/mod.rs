@@ -6,6 +6,7 @@
 //! logs at ERROR a symbol whose activation failed `1 + ACTIVATION_RETRY_MAX` times.
 
 pub mod core;
+pub mod messages;
 pub mod routing;
 
 use std::sync::Arc;
@@ -15,8 +16,9 @@ use crossbeam_channel::{Receiver, TrySendError, select};
 use klagg_shards::protocol::{ShardCmd, ShardHandle, ShardId, WorkerAck};
 use slog::{Logger, error, info, warn};
 
-pub use self::core::{
-    DispatchCounters, DispatchEvent, DispatchState, DispatcherCmd, DispatcherCore, ShardLink,
+pub use self::core::DispatcherCore;
+pub use self::messages::{
+    DispatchCounters, DispatchEvent, DispatchState, DispatcherCmd, ShardLink,
 };
 use crate::clock::Clock;
 use crate::constants::{DISPATCHER_DRAIN_MAX, DISPATCHER_IDLE_WAKE_MS};
