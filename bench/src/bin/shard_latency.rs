@@ -26,6 +26,7 @@ use klagg_shards::protocol::{
     ShardId, SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
 };
 use klagg_shards::shard::{KlineSink, ShardConfig, ShardOutputs, ShardThread, spawn_shard};
+use klagg_shards::wire::control;
 use tungstenite::{Message, WebSocket};
 
 const SYMBOLS: usize = 100;
@@ -90,7 +91,7 @@ fn accept(listener: &TcpListener) -> WebSocket<TcpStream> {
         if let Message::Text(text) = ws.read().expect("request") {
             let request: serde_json::Value = serde_json::from_str(&text).expect("json");
             streams += request["params"].as_array().map_or(0, Vec::len);
-            let ack = format!(r#"{{"result":null,"id":{}}}"#, request["id"]);
+            let ack = control::result_null(request["id"].as_u64().expect("an id"));
             ws.send(Message::Text(ack.into())).expect("ack");
         }
     }

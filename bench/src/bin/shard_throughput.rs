@@ -24,6 +24,7 @@ use klagg_shards::protocol::{
     ShardId, SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
 };
 use klagg_shards::shard::{KlineSink, Publisher, ShardConfig, ShardOutputs, spawn_shard};
+use klagg_shards::wire::control;
 use klagg_shards::worker::{Worker, WorkerConfig};
 
 const INTERVALS: [Interval; 7] = [
@@ -72,14 +73,11 @@ fn empty_package() -> InitialSymbolData {
 fn capture(sim: &SimHandle, specs: &[SymbolSpec], count: usize) -> Vec<String> {
     let url = format!("{}/market/stream", sim.ws_url());
     let (mut ws, _) = tungstenite::connect(url).expect("capture connects");
-    let params: Vec<String> = specs
+    let streams: Vec<String> = specs
         .iter()
-        .map(|s| format!("\"{}@aggTrade\"", s.name.to_lowercase()))
+        .map(|s| format!("{}@aggTrade", s.name.to_lowercase()))
         .collect();
-    let request = format!(
-        r#"{{"method":"SUBSCRIBE","params":[{}],"id":1}}"#,
-        params.join(",")
-    );
+    let request = control::request("SUBSCRIBE", &streams, 1);
     ws.send(tungstenite::Message::Text(request.into()))
         .expect("subscribe");
     let mut out = Vec::with_capacity(count);

@@ -4,10 +4,10 @@
 //! `UNSUBSCRIBE` messages with many streams each; acks are matched by request id.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use crate::protocol::SymbolIndex;
+use crate::wire::control;
 
 /// Requests in flight per connection before new ones wait (with 5 messages/s and acks in
 /// milliseconds, a handful is plenty).
@@ -168,10 +168,9 @@ impl SubscriptionSet {
                 SubState::Unsubscribing(id),
             )
         };
-        let mut json = format!("{{\"method\":\"{method}\",\"params\":[");
-        let mut streams = 0;
+        let mut chosen: Vec<&str> = Vec::new();
         for (symbol, entry) in &mut self.entries {
-            if streams == streams_max {
+            if chosen.len() == streams_max {
                 break;
             }
             if entry.want != subscribe || entry.state != from {
@@ -180,18 +179,14 @@ impl SubscriptionSet {
             let Some(stream) = name(*symbol) else {
                 continue;
             };
-            if streams > 0 {
-                json.push(',');
-            }
-            let _ = write!(json, "\"{stream}\"");
+            chosen.push(stream);
             entry.state = to;
-            streams += 1;
         }
         self.dirty = self.pending_changes();
-        if streams == 0 {
+        if chosen.is_empty() {
             return None;
         }
-        let _ = write!(json, "],\"id\":{id}}}");
+        let (json, streams) = (control::request(method, &chosen, id), chosen.len());
         self.requests.push(Request { id, sent_at: now });
         Some(ControlMessage { id, json, streams })
     }

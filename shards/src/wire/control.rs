@@ -1,8 +1,11 @@
 //! The WebSocket control protocol of Binance's market streams (pure; called on the API's `api-ws`
-//! thread and on the simulator's connection threads): parsing `SUBSCRIBE`, `UNSUBSCRIBE`,
+//! thread, on the simulator's connection threads and, for the requests, on shard threads):
+//! rendering and parsing `SUBSCRIBE`, `UNSUBSCRIBE`,
 //! `LIST_SUBSCRIPTIONS`, `SET_PROPERTY` / `GET_PROPERTY combined` with ids up to u64, and
 //! Binance's result and error shapes (`{"result":null,"id":1}`,
 //! `{"error":{"code":2,"msg":"…"},"id":1}`).
+
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,6 +53,20 @@ struct Raw {
     method: Method,
     #[serde(default)]
     params: Option<Vec<Value>>,
+}
+
+/// A client's `{"method":"SUBSCRIBE","params":["btcusdt@aggTrade",…],"id":N}` (or
+/// `UNSUBSCRIBE`, …) with `streams` in order.
+pub fn request<S: AsRef<str>>(method: &str, streams: &[S], id: u64) -> String {
+    let mut text = format!(r#"{{"method":"{method}","params":["#);
+    for (i, stream) in streams.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&super::json_string(stream.as_ref()));
+    }
+    let _ = write!(text, r#"],"id":{id}}}"#);
+    text
 }
 
 /// `{"result":null,"id":N}`.
@@ -241,6 +258,26 @@ mod tests {
             r#"{"result":["a@kline_1m"],"id":3}"#
         );
         assert_eq!(result_bool(2, true), r#"{"result":true,"id":2}"#);
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let text = request("SUBSCRIBE", &["a@aggTrade", "b@aggTrade"], 1);
+        assert_eq!(
+            text,
+            r#"{"method":"SUBSCRIBE","params":["a@aggTrade","b@aggTrade"],"id":1}"#
+        );
+        assert_eq!(
+            parse(&request("UNSUBSCRIBE", &[String::from("b@aggTrade")], 3)),
+            Ok(Request::Unsubscribe {
+                id: 3,
+                streams: vec!["b@aggTrade".into()]
+            })
+        );
+        assert_eq!(
+            request::<&str>("SUBSCRIBE", &[], 9),
+            r#"{"method":"SUBSCRIBE","params":[],"id":9}"#
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Binance's wire formats shared by the shard I/O, the API and the simulator (pure: no I/O, no
 //! threads, no clock; each function runs on its caller's thread and owns nothing): the WebSocket
-//! control protocol ([`control`]), HTTP/1.1 request heads and responses ([`http`]), REST error
-//! bodies and parameter checks ([`rest`]) and the exchangeInfo body ([`exinfo`]); also the
-//! durations both command lines take ([`duration`]). The client side of the market-data frames
-//! is [`crate::parse`].
+//! control protocol ([`control`]: the shard I/O's requests, the servers' parsing and replies),
+//! HTTP/1.1 request heads and responses ([`http`]), REST error bodies and parameter checks
+//! ([`rest`]) and the exchangeInfo body ([`exinfo`]); also the durations both command lines
+//! take ([`duration`]). The client side of the market-data frames is [`crate::parse`].
 //!
 //! Where the engine's API and the simulator answer differently on purpose (the simulator accepts
 //! any stream name, the API only kline streams), the shared code takes the difference as a
