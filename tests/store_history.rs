@@ -61,6 +61,19 @@ fn execute(rig: &Rig, plan: &HistoryPlan, listed_ms: i64) {
     rig.flush();
 }
 
+/// Flat fills of BTCUSDT's 1m periods `minutes` (after `T0`) at `price`, stored.
+fn flat_fills(rig: &Rig, minutes: std::ops::Range<i64>, price: i64) {
+    let flats = minutes.map(|i| Kline::flat(Interval::M1, T0 + i * MIN, price));
+    rig.command(StoreCmd::Backfilled {
+        symbol: SymbolIndex(1),
+        interval: Interval::M1,
+        klines: flats.collect(),
+        source: Source::FlatFill,
+        request: None,
+    });
+    rig.flush();
+}
+
 /// BTCUSDT's stored 1m rows opening in `[from, to]`.
 fn stored_m1(rig: &Rig, from: i64, to: i64) -> Vec<StoredKline> {
     let reader = rig.writer.reader().unwrap();
@@ -140,17 +153,7 @@ fn flat_fills_are_replaced_by_the_venues_klines() {
         [T0 + 500 * MIN, T0 + 529 * MIN],
     )
     .unwrap();
-    let flats = (500..530)
-        .map(|i| Kline::flat(Interval::M1, T0 + i * MIN, 4242))
-        .collect();
-    rig.command(StoreCmd::Backfilled {
-        symbol: SymbolIndex(1),
-        interval: Interval::M1,
-        klines: flats,
-        source: Source::FlatFill,
-        request: None,
-    });
-    rig.flush();
+    flat_fills(&rig, 500..530, 4242);
     let with_flats = plan(&rig, NOW);
     assert_eq!(with_flats.missing.len(), 1);
     assert_eq!(with_flats.missing[0].flat_fills, 30);
@@ -190,17 +193,7 @@ fn periods_before_a_listing_are_asked_for_once() {
 #[test]
 fn flat_fills_where_the_venue_has_no_klines_are_removed() {
     let rig = rig("history-flat-gap");
-    let flats = (0..50)
-        .map(|i| Kline::flat(Interval::M1, T0 + i * MIN, 1))
-        .collect();
-    rig.command(StoreCmd::Backfilled {
-        symbol: SymbolIndex(1),
-        interval: Interval::M1,
-        klines: flats,
-        source: Source::FlatFill,
-        request: None,
-    });
-    rig.flush();
+    flat_fills(&rig, 0..50, 1);
     // The venue lists at 20: the flat fills before it do not exist there.
     execute(&rig, &plan(&rig, NOW), T0 + 20 * MIN);
     let reader = rig.writer.reader().unwrap();
