@@ -79,44 +79,6 @@ pub fn min_median(samples: &mut [f64]) -> (f64, f64) {
     (min, median)
 }
 
-/// A program's flags in order: each of `with_value` followed by its value, each of `switches`
-/// alone (`None`).
-///
-/// # Errors
-/// A flag that is neither, or one of `with_value` at the end without its value.
-pub fn read_flags(
-    args: impl IntoIterator<Item = String>,
-    with_value: &[&str],
-    switches: &[&str],
-) -> Result<Vec<(String, Option<String>)>, String> {
-    let mut flags = Vec::new();
-    let mut args = args.into_iter();
-    while let Some(flag) = args.next() {
-        if switches.contains(&flag.as_str()) {
-            flags.push((flag, None));
-        } else if with_value.contains(&flag.as_str()) {
-            let value = args.next().ok_or(format!("{flag} needs a value"))?;
-            flags.push((flag, Some(value)));
-        } else {
-            return Err(format!("unknown flag {flag}"));
-        }
-    }
-    Ok(flags)
-}
-
-/// The value of `flag` as a `T`.
-///
-/// # Errors
-/// No value, or one that does not parse.
-pub fn value<T>(flag: &str, value: Option<&str>) -> Result<T, String>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    let value = value.ok_or(format!("{flag} needs a value"))?;
-    value.parse().map_err(|e| format!("{flag}: {e}"))
-}
-
 /// Write `result` (with the machine added) to `bench-results/<name>.json`; returns the path.
 ///
 /// # Errors
@@ -146,20 +108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_and_statistics() {
-        let args = ["--trades", "5", "--combined", "--reps", "x"].map(String::from);
-        let flags = read_flags(args, &["--trades", "--reps"], &["--combined"]).unwrap();
-        assert_eq!(flags[1], ("--combined".to_string(), None));
-        assert_eq!(value::<u64>("--trades", flags[0].1.as_deref()), Ok(5));
-        assert!(
-            value::<u64>("--reps", flags[2].1.as_deref())
-                .unwrap_err()
-                .starts_with("--reps: ")
-        );
-        let missing = read_flags(["--trades".to_string()], &["--trades"], &[]);
-        assert_eq!(missing, Err("--trades needs a value".into()));
-        let unknown = read_flags(["--x".to_string()], &[], &[]);
-        assert_eq!(unknown, Err("unknown flag --x".into()));
+    fn statistics() {
         assert_eq!(min_median(&mut [3.0, 1.0, 2.0]), (1.0, 2.0));
         assert!(min_median(&mut []).0.is_nan());
     }

@@ -11,6 +11,7 @@ mod frames;
 use std::hint::black_box;
 use std::time::Instant;
 
+use clap::Parser;
 use klagg_bench::report;
 use klagg_shards::kline::Scales;
 use klagg_shards::parse::fallback::parse_frame_serde;
@@ -18,25 +19,15 @@ use klagg_shards::parse::scan::scan_frame;
 use klagg_shards::parse::{Frame, ParseError, RawAggTrade, parse_frame};
 use rustc_hash::FxHashMap;
 
+/// Parser benchmark: scanner vs serde_json fallback on realistic combined-stream frames.
+#[derive(Debug, Parser)]
 struct Args {
+    /// Distinct frames generated (at least 1).
+    #[arg(long, default_value_t = 500_000)]
     frames: usize,
+    /// Timed repetitions of each case (at least 1).
+    #[arg(long, default_value_t = 7)]
     reps: usize,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        frames: 500_000,
-        reps: 7,
-    };
-    let flags = report::read_flags(std::env::args().skip(1), &["--frames", "--reps"], &[])?;
-    for (flag, value) in flags {
-        let number: usize = report::value(&flag, value.as_deref())?;
-        match flag.as_str() {
-            "--frames" => args.frames = number.max(1),
-            _ => args.reps = number.max(1),
-        }
-    }
-    Ok(args)
 }
 
 type Case<'a> = (&'a str, Box<dyn Fn(&[u8]) -> i64 + 'a>);
@@ -85,13 +76,8 @@ fn cases<'a>(scales: &'a FxHashMap<&'a [u8], Scales>) -> Vec<Case<'a>> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("parse_frames: {error}");
-            std::process::exit(2);
-        }
-    };
+    let mut args = Args::parse();
+    (args.frames, args.reps) = (args.frames.max(1), args.reps.max(1));
     let mut symbols = frames::symbols(500, 42);
     let data = frames::frames(&mut symbols, args.frames, 7, 1_672_531_200_000);
     let bytes: usize = data.iter().map(String::len).sum();

@@ -10,18 +10,18 @@
 #[path = "shard_support/cpu.rs"]
 mod cpu;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use crossbeam_channel::{Receiver, bounded};
 use klagg_bench::report;
 use klagg_bench::sim::{FirehoseConfig, Sim, SimConfig, SimHandle};
 use klagg_bench::workload::sim_specs;
-use klagg_shards::kline::{Interval, Scales};
+use klagg_shards::kline::Interval;
 use klagg_shards::parse::{Frame, parse_frame};
 use klagg_shards::protocol::{
     ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd,
-    ShardId, SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
+    ShardId, SymbolSpec, WorkerCmd, WsCmd,
 };
 use klagg_shards::shard::{KlineSink, Publisher, ShardConfig, ShardOutputs, spawn_shard};
 use klagg_shards::wire::control;
@@ -37,28 +37,18 @@ const INTERVALS: [Interval; 7] = [
     Interval::D1,
 ];
 
+/// Shard benchmark: bulk aggTrades/s per shard core over loopback vs the same frames in memory.
+#[derive(Debug, Parser)]
 struct Args {
+    /// Trades the firehose sends per repetition.
+    #[arg(long, default_value_t = 3_000_000, value_parser = clap::value_parser!(u64).range(1000..))]
     trades: u64,
+    /// Symbols the trades are spread over (1 to 200).
+    #[arg(long, default_value_t = 200)]
     symbols: usize,
+    /// Repetitions (at least 1).
+    #[arg(long, default_value_t = 3)]
     reps: usize,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        trades: 3_000_000,
-        symbols: 200,
-        reps: 3,
-    };
-    let known = ["--trades", "--symbols", "--reps"];
-    for (flag, value) in report::read_flags(std::env::args().skip(1), &known, &[])? {
-        let number: u64 = report::value(&flag, value.as_deref())?;
-        match flag.as_str() {
-            "--trades" => args.trades = number.max(1000),
-            "--symbols" => args.symbols = (number as usize).clamp(1, 200),
-            _ => args.reps = (number as usize).max(1),
-        }
-    }
-    Ok(args)
 }
 
 fn empty_package() -> InitialSymbolData {
@@ -193,13 +183,8 @@ fn drain(rx: &Receiver<KlineMsg>) {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(error) => {
-            eprintln!("shard_throughput: {error}");
-            std::process::exit(2);
-        }
-    };
+    let mut args = Args::parse();
+    (args.symbols, args.reps) = (args.symbols.clamp(1, 200), args.reps.max(1));
     let firehose = FirehoseConfig {
         trades_per_connection: args.trades,
         rate_per_second: 0,

@@ -7,36 +7,26 @@
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use klagg_bench::report;
 use klagg_bench::sim::{FirehoseConfig, Sim, SimConfig};
 use tungstenite::Message;
 
+/// Simulator benchmark: aggTrade frames per second delivered to one loopback WebSocket client.
+#[derive(Debug, Parser)]
 struct Args {
+    /// Frames the firehose sends.
+    #[arg(long, default_value_t = 4_000_000)]
     frames: u64,
+    /// Symbols the frames are spread over.
+    #[arg(long, default_value_t = 10)]
     symbols: usize,
+    /// Combined framing (`{"stream":…,"data":…}`) instead of raw payloads.
+    #[arg(long)]
     combined: bool,
+    /// Frames per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
     rate: u64,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        frames: 4_000_000,
-        symbols: 10,
-        combined: false,
-        rate: 0,
-    };
-    let with_value = ["--frames", "--symbols", "--rate"];
-    for (flag, value) in report::read_flags(std::env::args().skip(1), &with_value, &["--combined"])?
-    {
-        let value = value.as_deref();
-        match flag.as_str() {
-            "--frames" => a.frames = report::value(&flag, value)?,
-            "--symbols" => a.symbols = report::value(&flag, value)?,
-            "--rate" => a.rate = report::value(&flag, value)?,
-            _ => a.combined = true,
-        }
-    }
-    Ok(a)
 }
 
 /// Receive `frames` frames; returns (elapsed, bytes, frames checked for contiguity).
@@ -72,13 +62,7 @@ fn client(url: &str, frames: u64, combined: bool) -> Result<(Duration, u64, u64)
 }
 
 fn main() -> std::process::ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("sim_throughput: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let firehose = FirehoseConfig {
         trades_per_connection: args.frames,
         rate_per_second: args.rate,
