@@ -9,33 +9,24 @@
 
 #[path = "shard_support/cpu.rs"]
 mod cpu;
+#[path = "shard_support/firehose.rs"]
+mod firehose;
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use crossbeam_channel::{Receiver, bounded};
+use crossbeam_channel::bounded;
+use firehose::{INTERVALS, empty_package};
 use klagg_bench::report;
 use klagg_bench::sim::{FirehoseConfig, Sim, SimConfig, SimHandle};
 use klagg_bench::workload::sim_specs;
-use klagg_shards::kline::Interval;
 use klagg_shards::parse::{Frame, parse_frame};
 use klagg_shards::protocol::{
-    ActivationId, InitialSymbolData, KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd,
-    ShardId, SymbolSpec, WorkerCmd, WsCmd,
+    ActivationId, KLINE_OUT_CAPACITY, SHARD_REPORT_CAPACITY, ShardId, SymbolSpec, WorkerCmd,
 };
-use klagg_shards::shard::{KlineSink, Publisher, ShardConfig, ShardOutputs, spawn_shard};
+use klagg_shards::shard::{KlineSink, Publisher};
 use klagg_shards::wire::control;
 use klagg_shards::worker::{Worker, WorkerConfig};
-
-const INTERVALS: [Interval; 7] = [
-    Interval::S1,
-    Interval::M1,
-    Interval::M5,
-    Interval::M15,
-    Interval::H1,
-    Interval::H4,
-    Interval::D1,
-];
 
 /// Shard benchmark: bulk aggTrades/s per shard core over loopback vs the same frames in memory.
 #[derive(Debug, Parser)]
@@ -49,14 +40,6 @@ struct Args {
     /// Repetitions (at least 1).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-}
-
-fn empty_package() -> InitialSymbolData {
-    InitialSymbolData {
-        klines: vec![None; INTERVALS.len()],
-        taken_at_ms: 0,
-        last_agg_id: None,
-    }
 }
 
 /// Read `count` firehose frames with a plain client (the in-memory reference input).
@@ -118,6 +101,8 @@ struct ShardRun {
     trades: u64,
     wall_s: f64,
     cpu_s: f64,
+    /// Symbols the shard produced klines for (all of them when the firehose fed every one).
+    symbols_fed: usize,
 }
 
 /// The real shard against the firehose: wall time and shard-thread CPU time for `trades`.
@@ -127,40 +112,15 @@ fn over_socket(
     trades: u64,
     core: Option<usize>,
 ) -> ShardRun {
-    let (tx, rx) = bounded(KLINE_OUT_CAPACITY);
-    let (reports_tx, _reports_rx) = bounded(SHARD_REPORT_CAPACITY);
-    let mut config = ShardConfig::new(ShardId(0), INTERVALS.to_vec(), sim.ws_url());
-    config.core = core;
-    let outputs = ShardOutputs {
-        klines: vec![KlineSink { tx, updates: true }],
-        reports: reports_tx,
-    };
-    let shard = spawn_shard(config, outputs).expect("shard starts");
-    let (ack_tx, ack_rx) = bounded(specs.len());
-    for spec in specs {
-        let cmd = WorkerCmd::ActivateSymbol {
-            symbol: spec.clone(),
-            initial_data: empty_package(),
-            activation: ActivationId(1),
-            ack: ack_tx.clone(),
-        };
-        shard.handle.try_send(ShardCmd::Worker(cmd)).expect("inbox");
-        ack_rx.recv_timeout(Duration::from_secs(5)).expect("ack");
-        shard
-            .handle
-            .try_send(ShardCmd::Ws(WsCmd::SubscribeOne(spec.index)))
-            .expect("inbox");
-    }
+    let shard = firehose::start(0, &sim.ws_url(), specs, core);
     let task = cpu::thread_dir("shard-00").expect("shard thread");
-    let applied = |h: &klagg_shards::protocol::ShardHandle| {
-        klagg_shards::protocol::ShardCounters::get(&h.counters.trades_applied)
-    };
+    let mut fed = vec![false; specs.len()];
     let (mut started, mut cpu_start) = (None, 0);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while applied(&shard.handle) < trades && Instant::now() < deadline {
-        drain(&rx);
-        if started.is_none() && applied(&shard.handle) > 0 {
-            started = Some((Instant::now(), applied(&shard.handle)));
+    while shard.applied() < trades && Instant::now() < deadline {
+        shard.drain(&mut fed);
+        if started.is_none() && shard.applied() > 0 {
+            started = Some((Instant::now(), shard.applied()));
             cpu_start = cpu::cpu_ns(&task).unwrap_or(0);
         }
         std::thread::sleep(Duration::from_micros(500));
@@ -168,18 +128,13 @@ fn over_socket(
     let cpu_end = cpu::cpu_ns(&task).unwrap_or(0);
     let (t0, n0) = started.expect("trades arrived");
     let run = ShardRun {
-        trades: applied(&shard.handle) - n0,
+        trades: shard.applied() - n0,
         wall_s: t0.elapsed().as_secs_f64(),
         cpu_s: (cpu_end - cpu_start) as f64 / 1e9,
+        symbols_fed: fed.iter().filter(|f| **f).count(),
     };
-    shard.handle.try_send(ShardCmd::Shutdown).expect("inbox");
-    drain(&rx);
-    let _ = shard.join.join();
+    shard.stop();
     run
-}
-
-fn drain(rx: &Receiver<KlineMsg>) {
-    while rx.try_recv().is_ok() {}
 }
 
 fn main() {
@@ -211,14 +166,15 @@ fn main() {
         let run = over_socket(&sim, &specs, args.trades, core);
         println!(
             "rep {rep}: in memory {:6.1} ns/trade | over loopback: {} trades, {:.3} s wall \
-             ({:.2} M/s), {:.3} s shard CPU ({:.2} M/s per shard core, {:.0} ns/trade)",
+             ({:.2} M/s), {:.3} s shard CPU ({:.2} M/s per shard core, {:.0} ns/trade), {} symbols fed",
             memory_ns[rep],
             run.trades,
             run.wall_s,
             run.trades as f64 / run.wall_s / 1e6,
             run.cpu_s,
             run.trades as f64 / run.cpu_s / 1e6,
-            run.cpu_s * 1e9 / run.trades as f64
+            run.cpu_s * 1e9 / run.trades as f64,
+            run.symbols_fed
         );
         runs.push(run);
     }
@@ -258,9 +214,10 @@ fn report(
     );
     let runs_json: Vec<_> = runs
         .iter()
-        .map(
-            |r| serde_json::json!({"trades": r.trades, "wall_s": r.wall_s, "shard_cpu_s": r.cpu_s}),
-        )
+        .map(|r| {
+            serde_json::json!({"trades": r.trades, "wall_s": r.wall_s, "shard_cpu_s": r.cpu_s,
+                "symbols_fed": r.symbols_fed})
+        })
         .collect();
     report::save(
         "shard_throughput",
