@@ -39,8 +39,8 @@ pub struct ReplayArgs {
     /// Decimal places of quantities (default: as written in the data).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=18))]
     pub qty_decimals: Option<u8>,
-    /// Print the klines even where aggregate-trade ids jump (trades missing from the input);
-    /// without it a gap is an error.
+    /// Print the klines even where trades are missing (aggregate-trade ids jump) or could not
+    /// be aggregated (older than an already closed kline); without it either is an error.
     #[arg(long)]
     pub allow_gaps: bool,
 }
@@ -114,11 +114,23 @@ fn report(output: &ReplayOutput, files: usize, allow_gaps: bool) -> Result<(), S
         "klagg replay: {} trades from {files} file(s) → {klines} klines (price decimals {}, quantity decimals {})",
         output.trades, output.scales.price, output.scales.qty
     );
-    if output.duplicates > 0 || output.late_dropped > 0 {
+    if output.duplicates > 0 {
         eprintln!(
-            "klagg replay: warning: {} duplicate trades ignored, {} trades older than a closed kline not aggregated",
-            output.duplicates, output.late_dropped
+            "klagg replay: warning: {} duplicate trades ignored",
+            output.duplicates
         );
+    }
+    if let Some(at) = &output.first_late {
+        let message = format!(
+            "{} trade(s) out of time order (older than the open kline and the last closed one) could not be aggregated (first: {at})",
+            output.late_dropped
+        );
+        if !allow_gaps {
+            return Err(format!(
+                "{message}; the klines would be incomplete (use --allow-gaps to print them anyway)"
+            ));
+        }
+        eprintln!("klagg replay: warning: {message}");
     }
     if let Some((expected, received)) = output.gaps.first() {
         let message = format!(

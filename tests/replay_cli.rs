@@ -107,3 +107,101 @@ fn bad_flags_are_refused() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("need --out-dir"));
 }
+
+#[test]
+fn trades_out_of_time_order_are_an_error_unless_allowed() {
+    // The second trade is 100 s before the first: too old for the open minute and no minute
+    // has closed yet, so it cannot be aggregated.
+    let file = temp_file(
+        "late.csv",
+        "1,100.5,1,1,1,1704067260000,false\n2,100.6,1,2,2,1704067160000,false\n\
+         3,100.7,1,3,3,1704067265000,false\n",
+    );
+    let output = klagg(&["replay", "--symbol", "X", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "no partial output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("late.csv:2"), "{stderr}");
+    let output = klagg(&["replay", "--allow-gaps", file.to_str().unwrap()]);
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
+}
+
+#[test]
+fn a_last_id_below_the_first_names_the_field() {
+    let file = temp_file("ids.csv", "1,100.5,1,5,4,1704067260000,false\n");
+    let output = klagg(&["replay", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ids.csv:1: field `last_trade_id`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn out_dir_gets_one_complete_file_per_interval() {
+    let file = temp_file(
+        "BTCUSDT-aggTrades-2024-01-01.csv",
+        "1,100.5,1,1,1,1704067200000,false\n2,100.6,2,2,2,1704067261000,true\n\
+         3,100.7,1,3,3,1704067501000,false\n",
+    );
+    let dir = file.with_file_name("out");
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = klagg(&[
+        "replay",
+        "--intervals",
+        "1m,5m",
+        "--header",
+        "--out-dir",
+        dir.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let lines = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    // Header + minutes 00:00 … 00:05 (flat ones between); header + 00:00 and 00:05.
+    assert_eq!(lines("BTCUSDT-1m.csv"), 7);
+    assert_eq!(lines("BTCUSDT-5m.csv"), 3);
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "no partial files left: {names:?}");
+}
+
+#[test]
+fn a_sum_overflow_is_an_error_even_when_no_interval_holds_the_others() {
+    // 1w and 1M do not nest; the week of 2024-01-29 overflows while neither month does.
+    let big = i64::MAX;
+    let file = temp_file(
+        "ovf.csv",
+        &format!(
+            "1,{big},{big},1,1,1706659200000,false\n2,{big},{big},2,2,1706745600000,false\n\
+             3,{big},{big},3,3,1706832000000,false\n"
+        ),
+    );
+    let dir = file.with_file_name("ovf-out");
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = klagg(&[
+        "replay",
+        "--symbol",
+        "OVF",
+        "--intervals",
+        "1w,1M",
+        "--out-dir",
+        dir.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ovf.csv:3") && stderr.contains("overflow"),
+        "{stderr}"
+    );
+    assert!(!dir.join("OVF-1w.csv").exists());
+}

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use klagg_shards::kline::{
-    AggTrade, BookEvent, ClosedSeries, Interval, Kline, KlineBook, Scales, parse_scaled,
-    written_scale,
+    AggTrade, ApplyOutcome, BookEvent, ClosedSeries, Interval, Kline, KlineBook, Scales,
+    parse_scaled, written_scale,
 };
 
 use super::{Location, ReplayError, TextTrade, read_trades};
@@ -33,6 +33,8 @@ pub struct ReplayOutput {
     pub duplicates: u64,
     /// Trades older than an interval's most recently closed kline (not aggregated there).
     pub late_dropped: u64,
+    /// Where the first of those was read.
+    pub first_late: Option<Location>,
 }
 
 /// Pass 1: validate every record of every file and find the decimal places the data is written
@@ -129,12 +131,16 @@ impl Run {
             time_ms: text.time_ms,
             buyer_maker: text.buyer_maker,
         };
-        self.book
+        let outcome = self
+            .book
             .apply(0, &trade)
             .map_err(|err| ReplayError::Record {
                 at: at.clone(),
                 reason: err.to_string(),
             })?;
+        if outcome == ApplyOutcome::Dropped && self.output.first_late.is_none() {
+            self.output.first_late = Some(at.clone());
+        }
         self.drain();
         Ok(())
     }

@@ -93,6 +93,19 @@ where
         file: path.to_path_buf(),
         source,
     };
+    let mut visit = |trade: &TextTrade<'_>, at: &Location| {
+        if trade.last_id < trade.first_id {
+            return Err(ReplayError::Field {
+                at: at.clone(),
+                field: "last_trade_id",
+                reason: format!(
+                    "{} is below first_trade_id {}",
+                    trade.last_id, trade.first_id
+                ),
+            });
+        }
+        visit(trade, at)
+    };
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
     let first = reader
         .fill_buf()

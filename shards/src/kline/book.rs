@@ -79,6 +79,10 @@ const NO_KLINE: Kline = Kline {
 #[derive(Debug)]
 pub struct KlineBook {
     intervals: Box<[Interval]>,
+    /// Indices of the intervals no other configured interval contains: their open klines hold
+    /// every trade of the others', so an overflow check on them covers all (one index for the
+    /// default intervals, two for 1w with 1M).
+    roots: Box<[usize]>,
     /// `current[slot * n + i]`: the open kline of interval `i` (`NO_KLINE` when none).
     current: Vec<Kline>,
     /// `closed[slot * n + i]`: the most recently closed kline (`NO_KLINE` when none).
@@ -107,8 +111,12 @@ impl KlineBook {
         sorted.dedup();
         assert_eq!(sorted.len(), intervals.len(), "duplicate interval");
         let cells = capacity * sorted.len();
+        let roots = (0..sorted.len())
+            .filter(|&i| !(0..sorted.len()).any(|o| o != i && sorted[o].contains(sorted[i])))
+            .collect();
         KlineBook {
             intervals: sorted.into_boxed_slice(),
+            roots,
             current: vec![NO_KLINE; cells],
             closed: vec![NO_KLINE; cells],
             slots: vec![SlotMeta::IDLE; capacity],
@@ -251,9 +259,9 @@ impl KlineBook {
         let n = self.intervals.len();
         let base = slot as usize * n;
         let cells = &mut self.current[base..base + n];
-        // The longest interval's kline holds every trade the shorter ones hold, so its sums are
-        // the largest: checking it covers them all.
-        if !cells[n - 1].can_absorb(i128::from(trade.qty), quote) {
+        // The roots' klines hold every trade the others hold, so their sums are the largest.
+        let qty = i128::from(trade.qty);
+        if !self.roots.iter().all(|&i| cells[i].can_absorb(qty, quote)) {
             self.stats.refused += 1;
             return Err(BookError::Overflow {
                 agg_id: trade.agg_id,

@@ -307,6 +307,28 @@ fn an_overflowing_trade_is_refused_without_change() {
 }
 
 #[test]
+fn an_overflow_is_refused_when_no_interval_holds_all_the_others() {
+    // 1w and 1M do not nest: the week of 2024-01-29 spans both months. The week's sum overflows
+    // though neither month's does.
+    let mut book = KlineBook::new(&[Interval::W1, Interval::Mo1], 1);
+    book.init_slot(0, &[None, None]).unwrap();
+    let day = 86_400_000;
+    let jan31 = 19_753 * day; // 2024-01-31
+    let big = i64::MAX;
+    book.apply(0, &trade(1, jan31, big, big, false)).unwrap();
+    book.apply(0, &trade(2, jan31 + day, big, big, false))
+        .unwrap(); // 1M rolls: slow path
+    let before = (*book.current(0, 0).unwrap(), *book.current(0, 1).unwrap());
+    // Fast path: both klines are open and the trade falls inside both.
+    let result = book.apply(0, &trade(3, jan31 + 2 * day, big, big, false));
+    assert_eq!(result, Err(BookError::Overflow { agg_id: 3 }));
+    assert_eq!(
+        (*book.current(0, 0).unwrap(), *book.current(0, 1).unwrap()),
+        before
+    );
+}
+
+#[test]
 fn updated_events_are_coalesced_and_come_last() {
     let mut book = KlineBook::new(&[Interval::M1], 3);
     for slot in 0..3 {

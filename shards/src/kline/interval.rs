@@ -110,6 +110,22 @@ impl Interval {
         })
     }
 
+    /// True when every period of `inner` lies inside one period of `self`: then `self`'s open
+    /// kline holds every trade `inner`'s open kline holds. Intervals up to 1d divide the day
+    /// and are epoch-aligned, so they nest in each other by length and in every interval whose
+    /// periods start on day boundaries (1d, 3d, 1w, 1M); 3d, 1w and 1M nest in nothing else.
+    pub fn contains(self, inner: Interval) -> bool {
+        if self == inner {
+            return true;
+        }
+        match (self.fixed_ms(), inner.fixed_ms()) {
+            (_, Some(len)) if len > DAY_MS => false,
+            (None, Some(_)) => true,
+            (Some(outer), Some(len)) => outer >= DAY_MS || outer % len == 0,
+            (_, None) => false,
+        }
+    }
+
     /// The open time of the period that contains `ts_ms`.
     pub fn open_time(self, ts_ms: i64) -> i64 {
         match self {
@@ -239,6 +255,28 @@ mod tests {
             + hour * HOUR_MS
             + minute * MINUTE_MS
             + second * 1000
+    }
+
+    #[test]
+    fn contains_matches_the_periods() {
+        // 400 days (months, weeks, 3-day periods and a leap day) in steps of 7919 s, a prime,
+        // so the samples fall at every phase of the shorter periods: `outer` contains `inner`
+        // exactly when no sampled `inner` period straddles an `outer` boundary.
+        let start = utc(2023, 12, 1, 0, 0, 0);
+        let step = 7_919_000;
+        for outer in Interval::ALL {
+            for inner in Interval::ALL {
+                let straddles = (0..400 * DAY_MS / step).any(|k| {
+                    let open = inner.open_time(start + k * step);
+                    outer.open_time(open) != outer.open_time(inner.close_time(open))
+                });
+                assert_eq!(
+                    outer.contains(inner),
+                    !straddles,
+                    "{outer} contains {inner}"
+                );
+            }
+        }
     }
 
     #[test]
