@@ -207,7 +207,7 @@ fn handle_text(
                 }
                 stats.last_event_time_ms = raw.event_time_ms;
             }
-            Err(FrameTradeError::UnknownSymbol(_)) => stats.unknown_symbol += 1,
+            Err(FrameTradeError::UnknownSymbol) => stats.unknown_symbol += 1,
             Err(FrameTradeError::Parse(_)) => {
                 stats.parse_errors += 1;
                 if let Some(spec) = worker

@@ -68,8 +68,10 @@ pub enum TradeOutcome {
 /// Why a frame's trade did not reach the book.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameTradeError {
-    #[error("no symbol of this shard is named {0:?}")]
-    UnknownSymbol(String),
+    /// The frame's symbol is not one of this shard's (the caller has the frame to name it;
+    /// nothing is allocated on this path).
+    #[error("the frame's symbol is not one of this shard's")]
+    UnknownSymbol,
     #[error(transparent)]
     Parse(#[from] ParseError),
 }
@@ -310,13 +312,11 @@ impl Worker {
     ) -> Result<TradeOutcome, FrameTradeError> {
         let Some(&slot) = self.slot_by_name.get(raw.symbol) else {
             self.stats.unknown_symbol += 1;
-            return Err(FrameTradeError::UnknownSymbol(
-                String::from_utf8_lossy(raw.symbol).into_owned(),
-            ));
+            return Err(FrameTradeError::UnknownSymbol);
         };
         let Some(spec) = &self.specs[slot as usize] else {
             self.stats.unknown_symbol += 1;
-            return Err(FrameTradeError::UnknownSymbol(String::new()));
+            return Err(FrameTradeError::UnknownSymbol);
         };
         let trade = raw.to_agg_trade(spec.scales)?;
         Ok(self.process_trade(slot, &trade))
