@@ -450,7 +450,12 @@ fn fed_shard(
         ack_rx
             .recv_timeout(Duration::from_secs(5))
             .map_err(|_| "no ack")?;
-        send(ShardCmd::Ws(WsCmd::SubscribeOne(spec.index)))?;
+    }
+    // All at once, so that the first SUBSCRIBE carries every stream: the firehose feeds only
+    // the streams subscribed when it starts.
+    for spec in specs {
+        let cmd = ShardCmd::Ws(WsCmd::SubscribeOne(spec.index));
+        shard.handle.try_send(cmd).map_err(|_| "shard inbox full")?;
     }
     Ok(shard)
 }
