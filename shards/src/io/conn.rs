@@ -31,7 +31,8 @@ pub struct Connection {
     pub subs: SubscriptionSet,
     /// Attempt number of the current/last connect; results of older attempts are ignored.
     pub generation: u64,
-    /// Consecutive failed attempts (for the back-off), reset by the first ack.
+    /// Consecutive failed attempts and lost connections (for the back-off), reset once the
+    /// connection has stayed open for [`super::backoff::HEALTHY_AFTER`].
     pub failures: u32,
     pub opened_at: Option<Instant>,
     pub last_rx: Instant,

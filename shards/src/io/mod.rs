@@ -1,15 +1,17 @@
 //! A shard's WebSocket I/O (shard thread; the blocking connect runs on the connector thread):
 //! the connections of one shard to Binance's `/market` route with combined framing, the
 //! symbols each carries, pacing of control messages, pings, silence and ack timeouts,
-//! reconnects with capped exponential back-off and jitter, and make-before-break rotation
-//! before the connection lifetime runs out.
+//! reconnects with capped exponential back-off and jitter ([`backoff`]), and make-before-break
+//! rotation before the connection lifetime runs out.
 //!
 //! Invariants: a symbol is owned by at most one non-retiring connection (`owner`); a retiring
 //! connection keeps delivering its old streams until its replacement has every one of them
 //! acknowledged, then it is closed (duplicates during the overlap are dropped by aggregate id
 //! in the kline book). After any reconnect every stream the connection should carry is
-//! subscribed again.
+//! subscribed again, after a delay that grows with every failed attempt *and* every lost
+//! connection.
 
+pub mod backoff;
 pub mod conn;
 pub mod connector;
 pub mod subs;
@@ -279,25 +281,20 @@ impl Io {
         }
     }
 
-    /// Capped exponential back-off with jitter in [½, 1] of the step.
+    /// Capped exponential back-off with jitter (see [`backoff::delay`]).
     fn backoff(&mut self, slot: usize) -> Duration {
         let failures = self.conns[slot].as_ref().map_or(0, |conn| conn.failures);
-        let step = self
-            .config
-            .reconnect_backoff_min
-            .saturating_mul(1u32 << failures.min(16))
-            .min(self.config.reconnect_backoff_max);
-        // xorshift64: jitter only, no need for a good generator.
-        let mut x = self.jitter_state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter_state = x;
-        step.mul_f64(0.5) + step.mul_f64(0.5).mul_f64((x % 1024) as f64 / 1024.0)
+        let draw = backoff::next_draw(&mut self.jitter_state);
+        let (min, max) = (
+            self.config.reconnect_backoff_min,
+            self.config.reconnect_backoff_max,
+        );
+        backoff::delay(min, max, failures, draw)
     }
 
-    /// A connection broke: reconnect it (its streams are subscribed again once open), or drop
-    /// it when it was retiring (its streams live on its replacement).
+    /// A connection broke: reconnect it after a back-off that grows with every loss (its
+    /// streams are subscribed again once open), or drop it when it was retiring (its streams
+    /// live on its replacement).
     pub fn lose(&mut self, slot: usize, registry: &Registry, now: Instant) {
         self.changed = true;
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
@@ -314,6 +311,7 @@ impl Io {
         self.stats.reconnects += 1;
         let until = now + self.backoff(slot);
         if let Some(conn) = self.conns[slot].as_mut() {
+            conn.failures = conn.failures.saturating_add(1);
             conn.state = ConnState::Backoff { until };
         }
     }
@@ -342,9 +340,6 @@ impl Io {
                     // Pongs to the server's pings go out with the next flush.
                     let _ = conn.flush();
                 }
-                if stats.acks > 0 {
-                    conn.failures = 0;
-                }
                 add_stats(&mut total, &stats);
                 if stats.lost {
                     self.lose(slot, registry, now);
@@ -364,6 +359,9 @@ impl Io {
 }
 
 mod timers;
+
+#[cfg(test)]
+mod tests;
 
 fn deregister(conn: &mut Connection, registry: &Registry) {
     if let ConnState::Open(ws) = &conn.state

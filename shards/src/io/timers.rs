@@ -1,12 +1,14 @@
 //! The I/O timers (shard thread, called once per loop iteration): connect after back-off,
-//! abandoned attempts, silence and ack timeouts, pings, paced control messages, rotation
-//! before the lifetime limit, and closing a retired connection once its replacement is settled.
+//! abandoned attempts, silence and ack timeouts, forgetting the failures of a healthy
+//! connection, pings, paced control messages, rotation before the lifetime limit, and closing
+//! a retired connection once its replacement is settled.
 
 use std::time::{Duration, Instant};
 
 use mio::Registry;
 use tungstenite::Message;
 
+use super::backoff::HEALTHY_AFTER;
 use super::conn::ConnState;
 use super::connector::ConnectRequest;
 use super::{CONNECT_DEADLINE, Connection, Io, ROTATION_DEADLINE, deregister, ping};
@@ -80,6 +82,9 @@ impl Io {
         let age = conn
             .opened_at
             .map_or(Duration::ZERO, |at| now.duration_since(at));
+        if age >= HEALTHY_AFTER {
+            conn.failures = 0;
+        }
         if conn.replacement.is_none() && age >= self.config.max_connection_lifetime {
             self.start_rotation(slot, now, registry);
             return;
