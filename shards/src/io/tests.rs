@@ -61,7 +61,7 @@ fn rig() -> Rig {
 
 impl Rig {
     fn tick(&mut self, now: Instant) {
-        self.io.tick(now, self.poll.registry());
+        self.io.tick(now, self.poll.registry(), &mut self.worker);
     }
 
     /// Answer the pending connect request with an open loopback WebSocket; the server end.
@@ -109,10 +109,27 @@ impl Rig {
         self.io
             .read_ready(&mut self.worker, registry, now, &mut failures)
     }
+
+    fn last_applied(&self) -> Option<i64> {
+        let slot = self.worker.slot_of(SYMBOL).expect("slot");
+        self.worker.book().last_agg_id(slot)
+    }
 }
 
 fn send(server: &mut Server, text: &str) {
     server.send(Message::text(text)).expect("server sends");
+}
+
+fn trades(server: &mut Server, ids: std::ops::RangeInclusive<i64>) {
+    for id in ids {
+        let time = T0_MS + id;
+        send(
+            server,
+            &format!(
+                r#"{{"stream":"btcusdt@aggTrade","data":{{"e":"aggTrade","E":{time},"s":"BTCUSDT","a":{id},"p":"1.00","q":"0.001","f":{id},"l":{id},"T":{time},"m":false}}}}"#
+            ),
+        );
+    }
 }
 
 fn backoff_of(io: &Io, slot: usize, now: Instant) -> Duration {
@@ -152,4 +169,87 @@ fn lost_connections_back_off_exponentially_until_one_stays_healthy() {
     rig.tick(now);
     rig.io.lose(slot, rig.poll.registry(), now);
     assert!(backoff_of(&rig.io, slot, now) <= min);
+}
+
+#[test]
+fn rotation_hands_over_without_gap_when_the_replacement_leads() {
+    let mut rig = rig();
+    let t0 = Instant::now();
+    rig.io.subscribe(SYMBOL, "BTCUSDT", t0).expect("room");
+    let (old, mut old_server) = rig.connect(t0);
+    rig.subscribe_acked(old, &mut old_server, t0);
+    trades(&mut old_server, 100..=101);
+    rig.read(old, t0);
+    assert_eq!(rig.last_applied(), Some(101));
+
+    // At the lifetime limit a replacement subscribes; the old connection stays.
+    let now = t0 + LIFETIME;
+    rig.tick(now);
+    assert!(rig.io.conns[old].as_ref().expect("old").retiring);
+    let (new, mut new_server) = rig.connect(now);
+    rig.subscribe_acked(new, &mut new_server, now);
+    rig.tick(now);
+    assert!(
+        rig.io.conns[old].is_some(),
+        "acks alone do not end the overlap"
+    );
+
+    // The replacement leads: 104..106 arrive before the old connection's 102..103.
+    trades(&mut new_server, 104..=106);
+    let stats = rig.read(new, now);
+    assert_eq!(stats.held, 3);
+    assert_eq!(rig.last_applied(), Some(101), "held, not applied");
+    trades(&mut old_server, 102..=105);
+    rig.read(old, now);
+    assert_eq!(
+        rig.last_applied(),
+        Some(106),
+        "the old caught up: the held ones applied"
+    );
+    trades(&mut new_server, 107..=107);
+    rig.read(new, now);
+    rig.tick(now);
+    assert!(rig.io.conns[old].is_none(), "every symbol switched: closed");
+    assert_eq!(rig.last_applied(), Some(107));
+    let book = rig.worker.book().stats();
+    assert_eq!((book.gaps, book.trades_applied), (0, 8), "{book:?}");
+    assert_eq!(rig.io.stats().rotations, 1);
+    assert_eq!(rig.io.stats().reconnects, 0);
+}
+
+#[test]
+fn rotation_ends_after_the_bounded_overlap_for_quiet_symbols() {
+    let mut rig = rig();
+    let t0 = Instant::now();
+    rig.io.subscribe(SYMBOL, "BTCUSDT", t0).expect("room");
+    let (old, mut old_server) = rig.connect(t0);
+    rig.subscribe_acked(old, &mut old_server, t0);
+    trades(&mut old_server, 100..=101);
+    rig.read(old, t0);
+    let now = t0 + LIFETIME;
+    rig.tick(now);
+    let (new, mut new_server) = rig.connect(now);
+    rig.subscribe_acked(new, &mut new_server, now);
+    rig.tick(now);
+    // The replacement delivers a trade the old one never connects to: it stays held.
+    trades(&mut new_server, 105..=105);
+    rig.read(new, now);
+    rig.tick(now + ROTATION_OVERLAP_MAX - Duration::from_millis(1));
+    assert!(rig.io.conns[old].is_some());
+    assert_eq!(rig.last_applied(), Some(101));
+    rig.tick(now + ROTATION_OVERLAP_MAX);
+    assert!(
+        rig.io.conns[old].is_none(),
+        "closed after the bounded overlap"
+    );
+    assert_eq!(
+        rig.last_applied(),
+        Some(105),
+        "the held trade applied at the end"
+    );
+    assert_eq!(
+        rig.worker.book().stats().gaps,
+        1,
+        "the missing trades are a gap (resync)"
+    );
 }
