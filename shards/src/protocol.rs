@@ -275,6 +275,10 @@ pub struct ShardCounters {
     pub trades_replayed: AtomicU64,
     /// Connections rotated before their lifetime limit (make-before-break).
     pub rotations: AtomicU64,
+    /// Replacement trades held back during a rotation's overlap (until the hand-over).
+    pub rotation_held: AtomicU64,
+    /// Held trades dropped at the overlap's per-symbol bound.
+    pub rotation_held_dropped: AtomicU64,
     pub connect_failures: AtomicU64,
     /// SUBSCRIBE/UNSUBSCRIBE messages sent.
     pub subscribe_messages: AtomicU64,
@@ -329,6 +333,8 @@ pub struct ShardCountersSnapshot {
     pub initial_duplicates: u64,
     pub trades_replayed: u64,
     pub rotations: u64,
+    pub rotation_held: u64,
+    pub rotation_held_dropped: u64,
     pub connect_failures: u64,
     pub subscribe_messages: u64,
     pub subscribe_refused: u64,
@@ -416,6 +422,8 @@ impl ShardCounters {
             initial_duplicates: get(&self.initial_duplicates),
             trades_replayed: get(&self.trades_replayed),
             rotations: get(&self.rotations),
+            rotation_held: get(&self.rotation_held),
+            rotation_held_dropped: get(&self.rotation_held_dropped),
             connect_failures: get(&self.connect_failures),
             subscribe_messages: get(&self.subscribe_messages),
             subscribe_refused: get(&self.subscribe_refused),

@@ -167,6 +167,7 @@ impl SimArgs {
             disconnect_every: self.disconnect_every,
             firehose,
             outbound_queue_capacity: SimConfig::default().outbound_queue_capacity,
+            ws_data_delay_max: Duration::ZERO,
             max_connections: self.max_connections,
         };
         cfg.validate()?;

@@ -65,6 +65,10 @@ pub struct SimConfig {
     pub firehose: Option<FirehoseConfig>,
     /// Outbound frames queued per connection before it is dropped as a slow client.
     pub outbound_queue_capacity: usize,
+    /// Stream latency: every WebSocket connection holds its data frames (not its control
+    /// replies) for a fixed delay drawn from `[0, max]` by the seed when it opens, so two
+    /// connections carrying the same stream deliver it at different lags (ZERO: none).
+    pub ws_data_delay_max: Duration,
     /// Concurrent client connections (REST + WebSocket) before new ones are refused.
     pub max_connections: usize,
 }
@@ -122,6 +126,7 @@ impl Default for SimConfig {
             disconnect_every: None,
             firehose: None,
             outbound_queue_capacity: 65_536,
+            ws_data_delay_max: Duration::ZERO,
             max_connections: 1024,
         }
     }
@@ -195,6 +200,8 @@ with! {
     with_firehose: firehose: Option<FirehoseConfig>;
     /// Set `outbound_queue_capacity`.
     with_outbound_queue_capacity: outbound_queue_capacity: usize;
+    /// Set `ws_data_delay_max`.
+    with_ws_data_delay_max: ws_data_delay_max: Duration;
     /// Set `max_connections`.
     with_max_connections: max_connections: usize;
 }

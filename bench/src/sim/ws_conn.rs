@@ -1,8 +1,9 @@
 //! One WebSocket client (runs on that client's `sim-conn-N` thread): routing of the upgrade path,
 //! the handshake, and the connection's event loop — control requests, the 10 msg/s limit (close
-//! 1008), server pings and the pong timeout, the lifetime limit, stall and drop faults, and
-//! batched writes of the frames the hub queued for it.
+//! 1008), server pings and the pong timeout, the lifetime limit, stall and drop faults, the
+//! connection's stream latency, and batched writes of the frames the hub queued for it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::http;
 use super::hub::{ConnCtl, MalformedFrame, Outbound, Route, SubKind};
+use super::rng::SimRng;
 use super::server::ConnStream;
 use super::ws_proto::{self, Request as Ctl};
 use super::{Shared, firehose, now_ms};
@@ -130,6 +132,8 @@ pub fn serve(
         window: (now, 0),
         pending_flush: false,
         firehose_sent: 0,
+        delay: data_delay(&shared, id),
+        held: VecDeque::new(),
     };
     conn.run();
     shared.hub.unregister(id);
@@ -167,6 +171,21 @@ pub(crate) struct Conn {
     pending_flush: bool,
     /// Frames the benchmark firehose wrote on this connection.
     pub(crate) firehose_sent: u64,
+    /// This connection's stream latency (`ws_data_delay_max`); ZERO: frames go out at once.
+    delay: Duration,
+    /// Data frames waiting out `delay`, with the instant each is due (at most the outbound
+    /// queue's capacity; beyond it the connection is a slow client).
+    held: VecDeque<(Instant, Outbound)>,
+}
+
+/// The fixed stream latency of connection `id`: uniform in `[0, ws_data_delay_max]`, by seed.
+fn data_delay(shared: &Shared, id: u64) -> Duration {
+    let max = shared.cfg.ws_data_delay_max.as_micros() as u64;
+    if max == 0 {
+        return Duration::ZERO;
+    }
+    let mut rng = SimRng::new(shared.cfg.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    Duration::from_micros(rng.below(max + 1))
 }
 
 impl Conn {
@@ -338,6 +357,9 @@ impl Conn {
     }
 
     fn write_outbound(&mut self) -> Result<(), End> {
+        if !self.delay.is_zero() {
+            return self.write_delayed();
+        }
         let first = if self.pending_flush {
             self.rx
                 .try_recv()
@@ -357,6 +379,41 @@ impl Conn {
                 written += 1;
                 bytes += len as u64;
             }
+        }
+        let c = &self.shared.hub.counters;
+        c.frames_sent.fetch_add(written, Ordering::Relaxed);
+        c.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+        self.flush(written == 0)
+    }
+
+    /// Like [`Conn::write_outbound`], but each data frame waits `delay` after it was taken
+    /// from the queue (control replies are written at once by [`Conn::send`]).
+    fn write_delayed(&mut self) -> Result<(), End> {
+        let now = Instant::now();
+        let next_due = self.held.front().map_or(now + POLL, |(due, _)| *due);
+        let wait = next_due.saturating_duration_since(now).min(POLL);
+        if let Ok(first) = self.rx.recv_timeout(wait) {
+            let due = Instant::now() + self.delay;
+            self.held.push_back((due, first));
+            let rx = self.rx.clone();
+            self.held
+                .extend(rx.try_iter().take(WRITE_BATCH).map(|m| (due, m)));
+        }
+        if self.held.len() > self.shared.cfg.outbound_queue_capacity {
+            let c = &self.shared.hub.counters;
+            c.slow_client_drops.fetch_add(1, Ordering::Relaxed);
+            return Err(End::Drop);
+        }
+        let (mut written, mut bytes) = (0u64, 0u64);
+        let now = Instant::now();
+        while self.held.front().is_some_and(|(due, _)| *due <= now) {
+            let Some((_, m)) = self.held.pop_front() else {
+                break;
+            };
+            let (message, len) = self.frame(m);
+            self.send(message)?;
+            written += 1;
+            bytes += len as u64;
         }
         let c = &self.shared.hub.counters;
         c.frames_sent.fetch_add(written, Ordering::Relaxed);

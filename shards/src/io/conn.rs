@@ -1,6 +1,6 @@
 //! One WebSocket connection of a shard (shard thread): its state machine
-//! (`Backoff → Connecting → Open → …`), its subscriptions, its timers, and the bounded read of
-//! frames into the Worker.
+//! (`Backoff → Connecting → Open → …`), its subscriptions, its timers, the rotation overlap it
+//! takes over as a replacement, and the bounded read of frames into the Worker.
 
 use std::io::ErrorKind;
 use std::time::Instant;
@@ -8,6 +8,7 @@ use std::time::Instant;
 use tungstenite::Message;
 
 use super::connector::WsStream;
+use super::overlap::{Gate, Overlap};
 use super::subs::SubscriptionSet;
 use crate::parse::{Frame, parse_frame};
 use crate::protocol::{ResyncReason, SymbolIndex};
@@ -31,7 +32,8 @@ pub struct Connection {
     pub subs: SubscriptionSet,
     /// Attempt number of the current/last connect; results of older attempts are ignored.
     pub generation: u64,
-    /// Consecutive failed attempts (for the back-off), reset by the first ack.
+    /// Consecutive failed attempts and lost connections (for the back-off), reset once the
+    /// connection has stayed open for [`super::backoff::HEALTHY_AFTER`].
     pub failures: u32,
     pub opened_at: Option<Instant>,
     pub last_rx: Instant,
@@ -41,10 +43,12 @@ pub struct Connection {
     pub readable: bool,
     /// tungstenite holds unsent bytes.
     pub want_flush: bool,
-    /// Replaced by a newer connection: carries its old streams until the new one is settled.
+    /// Replaced by a newer connection: carries its old streams until the overlap ends.
     pub retiring: bool,
     /// The connection that replaces this one (make-before-break rotation).
     pub replacement: Option<usize>,
+    /// As a replacement: the rotation overlap with the retiring connection.
+    pub overlap: Option<Overlap>,
 }
 
 impl Connection {
@@ -62,6 +66,7 @@ impl Connection {
             want_flush: false,
             retiring: false,
             replacement: None,
+            overlap: None,
         }
     }
 
@@ -122,6 +127,10 @@ pub struct ReadStats {
     pub acks: u64,
     pub control_errors: u64,
     pub given_up: u64,
+    /// Replacement trades held back during a rotation overlap.
+    pub held: u64,
+    /// Held trades dropped at the overlap's bound.
+    pub held_dropped: u64,
     /// `E` of the last trade read (0: none).
     pub last_event_time_ms: i64,
     /// The connection broke or was closed by the server.
@@ -131,14 +140,16 @@ pub struct ReadStats {
 /// Symbols whose frames could not be used (resync candidates), reported by the caller.
 pub type ParseFailures = Vec<(SymbolIndex, ResyncReason)>;
 
-/// Read at most `budget` frames from `conn` into `worker`. Leaves `conn.readable` set when the
-/// budget ran out before the socket would block.
+/// Read at most `budget` frames from `conn` into `worker`, trades through `gate` during a
+/// rotation overlap. Leaves `conn.readable` set when the budget ran out before the socket
+/// would block.
 pub fn read_frames(
     conn: &mut Connection,
     worker: &mut Worker,
     budget: usize,
     now: Instant,
     failures: &mut ParseFailures,
+    mut gate: Option<Gate<'_>>,
 ) -> ReadStats {
     let mut stats = ReadStats::default();
     let ConnState::Open(ws) = &mut conn.state else {
@@ -164,12 +175,14 @@ pub fn read_frames(
             Message::Text(text) => {
                 stats.frames += 1;
                 stats.bytes += text.len() as u64;
+                let subs = &mut conn.subs;
                 handle_text(
                     text.as_bytes(),
-                    &mut conn.subs,
+                    subs,
                     worker,
                     &mut stats,
                     failures,
+                    gate.as_mut(),
                 );
             }
             Message::Binary(bytes) => {
@@ -188,6 +201,9 @@ pub fn read_frames(
     if got_any {
         conn.last_rx = now;
     }
+    if let Some(gate) = gate {
+        (stats.held, stats.held_dropped) = (gate.stats.held, gate.stats.held_dropped);
+    }
     stats
 }
 
@@ -198,17 +214,19 @@ fn handle_text(
     worker: &mut Worker,
     stats: &mut ReadStats,
     failures: &mut ParseFailures,
+    gate: Option<&mut Gate<'_>>,
 ) {
     match parse_frame(bytes) {
-        Ok(Frame::Trade(raw)) => match worker.process_raw_trade(&raw) {
-            Ok(outcome) => {
+        Ok(Frame::Trade(raw)) => match gated_trade(worker, &raw, gate) {
+            None => stats.last_event_time_ms = raw.event_time_ms,
+            Some(Ok(outcome)) => {
                 if matches!(outcome, TradeOutcome::Book(_)) {
                     stats.trades += 1;
                 }
                 stats.last_event_time_ms = raw.event_time_ms;
             }
-            Err(FrameTradeError::UnknownSymbol) => stats.unknown_symbol += 1,
-            Err(FrameTradeError::Parse(_)) => {
+            Some(Err(FrameTradeError::UnknownSymbol)) => stats.unknown_symbol += 1,
+            Some(Err(FrameTradeError::Parse(_))) => {
                 stats.parse_errors += 1;
                 if let Some(spec) = worker
                     .slot_of_name(raw.symbol)
@@ -229,5 +247,19 @@ fn handle_text(
         Ok(Frame::Error { id: None, .. }) => stats.control_errors += 1,
         Ok(Frame::Reply { .. } | Frame::Other) => stats.other_frames += 1,
         Err(_) => stats.parse_errors += 1,
+    }
+}
+
+/// A trade frame to the worker, through the rotation gate when there is one (`None`: held or
+/// dropped by the gate).
+#[inline]
+fn gated_trade(
+    worker: &mut Worker,
+    raw: &crate::parse::RawAggTrade<'_>,
+    gate: Option<&mut Gate<'_>>,
+) -> Option<Result<TradeOutcome, FrameTradeError>> {
+    match gate {
+        Some(gate) => gate.process(worker, raw),
+        None => Some(worker.process_raw_trade(raw)),
     }
 }

@@ -1,17 +1,20 @@
 //! A shard's WebSocket I/O (shard thread; the blocking connect runs on the connector thread):
 //! the connections of one shard to Binance's `/market` route with combined framing, the
 //! symbols each carries, pacing of control messages, pings, silence and ack timeouts,
-//! reconnects with capped exponential back-off and jitter, and make-before-break rotation
-//! before the connection lifetime runs out.
+//! reconnects with capped exponential back-off and jitter ([`backoff`]), and make-before-break
+//! rotation before the connection lifetime runs out ([`overlap`]).
 //!
 //! Invariants: a symbol is owned by at most one non-retiring connection (`owner`); a retiring
-//! connection keeps delivering its old streams until its replacement has every one of them
-//! acknowledged, then it is closed (duplicates during the overlap are dropped by aggregate id
-//! in the kline book). After any reconnect every stream the connection should carry is
-//! subscribed again.
+//! connection keeps delivering its old streams until every symbol has been handed over to its
+//! replacement without a gap or a double count (see [`overlap`]), or until the bounded overlap
+//! ends; then it is closed. A replacement is not itself rotated while its overlap lasts. After
+//! any reconnect every stream the connection should carry is subscribed again, after a delay
+//! that grows with every failed attempt *and* every lost connection.
 
+pub mod backoff;
 pub mod conn;
 pub mod connector;
+pub mod overlap;
 pub mod subs;
 pub mod tls;
 
@@ -29,13 +32,18 @@ use crate::protocol::{ShardCounters, SymbolIndex};
 use crate::worker::Worker;
 use conn::{ConnState, Connection, ParseFailures, ReadStats, read_frames};
 use connector::{ConnectRequest, ConnectResult, tcp_of};
+use overlap::{Gate, GateStats, Overlap, Side};
 
 /// Token of the first connection; `Token(0)` is the shard's waker.
 pub const FIRST_CONN_TOKEN: usize = 1;
 /// A connect attempt that has not come back after this long is abandoned.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
-/// A retiring connection is closed at the latest this long after its rotation started.
+/// A retiring connection is closed at the latest this long after its rotation started, even
+/// when its replacement never had every stream acknowledged.
 const ROTATION_DEADLINE: Duration = Duration::from_secs(60);
+/// A retiring connection is closed at the latest this long after its replacement had every
+/// stream acknowledged; symbols that did not trade meanwhile switch then.
+pub const ROTATION_OVERLAP_MAX: Duration = Duration::from_secs(10);
 
 /// How a shard connects and paces itself.
 #[derive(Debug, Clone)]
@@ -104,6 +112,10 @@ pub struct IoStats {
     pub subscribe_messages: u64,
     pub subscriptions_given_up: u64,
     pub control_errors: u64,
+    /// Replacement trades held back during rotation overlaps.
+    pub rotation_held: u64,
+    /// Held trades dropped at [`overlap::HELD_PER_SYMBOL_MAX`].
+    pub rotation_held_dropped: u64,
 }
 
 /// All connections of one shard.
@@ -122,6 +134,9 @@ pub struct Io {
     stats: IoStats,
     /// A connection changed state since the last [`Io::take_changed`] (gauges are stale).
     changed: bool,
+    /// Overlaps whose retiring connection is gone: their held trades go to the worker before
+    /// anything else is read (at most one per connection slot).
+    ended: Vec<Overlap>,
 }
 
 impl Io {
@@ -139,6 +154,7 @@ impl Io {
             control_interval: Duration::from_secs(1) / rate,
             stats: IoStats::default(),
             changed: false,
+            ended: Vec::with_capacity(config.connections_max),
             config,
         }
     }
@@ -194,6 +210,9 @@ impl Io {
             && let Some(conn) = self.conns[slot].as_mut()
         {
             conn.subs.unwant(symbol);
+            if let Some(overlap) = conn.overlap.as_mut() {
+                overlap.forget(symbol);
+            }
         }
     }
 
@@ -279,25 +298,20 @@ impl Io {
         }
     }
 
-    /// Capped exponential back-off with jitter in [½, 1] of the step.
+    /// Capped exponential back-off with jitter (see [`backoff::delay`]).
     fn backoff(&mut self, slot: usize) -> Duration {
         let failures = self.conns[slot].as_ref().map_or(0, |conn| conn.failures);
-        let step = self
-            .config
-            .reconnect_backoff_min
-            .saturating_mul(1u32 << failures.min(16))
-            .min(self.config.reconnect_backoff_max);
-        // xorshift64: jitter only, no need for a good generator.
-        let mut x = self.jitter_state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.jitter_state = x;
-        step.mul_f64(0.5) + step.mul_f64(0.5).mul_f64((x % 1024) as f64 / 1024.0)
+        let draw = backoff::next_draw(&mut self.jitter_state);
+        let (min, max) = (
+            self.config.reconnect_backoff_min,
+            self.config.reconnect_backoff_max,
+        );
+        backoff::delay(min, max, failures, draw)
     }
 
-    /// A connection broke: reconnect it (its streams are subscribed again once open), or drop
-    /// it when it was retiring (its streams live on its replacement).
+    /// A connection broke: reconnect it after a back-off that grows with every loss (its
+    /// streams are subscribed again once open), or drop it when it was retiring (its streams
+    /// live on its replacement).
     pub fn lose(&mut self, slot: usize, registry: &Registry, now: Instant) {
         self.changed = true;
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
@@ -305,21 +319,71 @@ impl Io {
         };
         deregister(conn, registry);
         if conn.retiring {
+            self.end_overlap(slot);
             self.conns[slot] = None;
             return;
         }
         conn.subs.reset();
         conn.readable = false;
         conn.want_flush = false;
+        if let Some(overlap) = conn.overlap.as_mut() {
+            overlap.restart();
+        }
         self.stats.reconnects += 1;
         let until = now + self.backoff(slot);
         if let Some(conn) = self.conns[slot].as_mut() {
+            conn.failures = conn.failures.saturating_add(1);
             conn.state = ConnState::Backoff { until };
         }
     }
 
-    /// Read every connection with pending frames (retiring ones first, so an overlap delivers
-    /// older data first), at most `frames_per_event_max` frames each.
+    /// The retiring connection in `slot` goes away: its replacement's overlap ends, and its
+    /// held trades are applied before anything else is read.
+    fn end_overlap(&mut self, slot: usize) {
+        let replacement = self.conns[slot].as_ref().and_then(|conn| conn.replacement);
+        if let Some(conn) = replacement.and_then(|next| self.conns.get_mut(next)?.as_mut())
+            && conn
+                .overlap
+                .as_ref()
+                .is_some_and(|overlap| overlap.from == slot)
+            && let Some(overlap) = conn.overlap.take()
+        {
+            self.ended.push(overlap);
+        }
+    }
+
+    /// Apply the held trades of every ended overlap.
+    fn flush_ended(&mut self, worker: &mut Worker) {
+        for overlap in self.ended.drain(..) {
+            for (symbol, held) in overlap.finish() {
+                overlap::apply_held(worker, symbol, held);
+            }
+        }
+    }
+
+    /// The overlap gating the reads of `slot` (taken out; give it back with
+    /// [`Io::put_overlap`]): its own as a replacement, its replacement's when retiring.
+    fn take_overlap(&mut self, slot: usize) -> Option<(usize, Side, Overlap)> {
+        let conn = self.conns.get(slot)?.as_ref()?;
+        let (holder, side) = match conn.replacement {
+            Some(next) if conn.retiring => (next, Side::Retiring),
+            _ => (slot, Side::Replacement),
+        };
+        let holder_conn = self.conns.get_mut(holder)?.as_mut()?;
+        if side == Side::Retiring && holder_conn.overlap.as_ref()?.from != slot {
+            return None;
+        }
+        Some((holder, side, holder_conn.overlap.take()?))
+    }
+
+    fn put_overlap(&mut self, holder: usize, overlap: Overlap) {
+        if let Some(conn) = self.conns[holder].as_mut() {
+            conn.overlap = Some(overlap);
+        }
+    }
+
+    /// Read every connection with pending frames (retiring ones first), at most
+    /// `frames_per_event_max` frames each; during a rotation through its overlap's gate.
     pub fn read_ready(
         &mut self,
         worker: &mut Worker,
@@ -330,31 +394,55 @@ impl Io {
         let mut total = ReadStats::default();
         for retiring_pass in [true, false] {
             for slot in 0..self.conns.len() {
-                let Some(conn) = self.conns[slot].as_mut() else {
+                let ready = self.conns[slot]
+                    .as_ref()
+                    .is_some_and(|conn| conn.retiring == retiring_pass && conn.readable);
+                if !ready {
                     continue;
-                };
-                if conn.retiring != retiring_pass || !conn.readable {
-                    continue;
                 }
-                let budget = self.config.frames_per_event_max;
-                let stats = read_frames(conn, worker, budget, now, failures);
-                if conn.want_flush || stats.frames > 0 {
-                    // Pongs to the server's pings go out with the next flush.
-                    let _ = conn.flush();
-                }
-                if stats.acks > 0 {
-                    conn.failures = 0;
-                }
+                self.flush_ended(worker);
+                let stats = self.read_one(slot, worker, now, failures);
                 add_stats(&mut total, &stats);
                 if stats.lost {
                     self.lose(slot, registry, now);
                 }
             }
         }
+        self.flush_ended(worker);
         self.changed |= total.acks > 0 || total.control_errors > 0;
         self.stats.control_errors += total.control_errors;
         self.stats.subscriptions_given_up += total.given_up;
+        self.stats.rotation_held += total.held;
+        self.stats.rotation_held_dropped += total.held_dropped;
         total
+    }
+
+    fn read_one(
+        &mut self,
+        slot: usize,
+        worker: &mut Worker,
+        now: Instant,
+        failures: &mut ParseFailures,
+    ) -> ReadStats {
+        let mut taken = self.take_overlap(slot);
+        let budget = self.config.frames_per_event_max;
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return ReadStats::default();
+        };
+        let gate = taken.as_mut().map(|(_, side, overlap)| Gate {
+            side: *side,
+            overlap,
+            stats: GateStats::default(),
+        });
+        let stats = read_frames(conn, worker, budget, now, failures, gate);
+        if conn.want_flush || stats.frames > 0 {
+            // Pongs to the server's pings go out with the next flush.
+            let _ = conn.flush();
+        }
+        if let Some((holder, _, overlap)) = taken {
+            self.put_overlap(holder, overlap);
+        }
+        stats
     }
 
     /// True when some connection stopped reading at its budget (poll without waiting).
@@ -364,6 +452,9 @@ impl Io {
 }
 
 mod timers;
+
+#[cfg(test)]
+mod tests;
 
 fn deregister(conn: &mut Connection, registry: &Registry) {
     if let ConnState::Open(ws) = &conn.state
@@ -384,6 +475,8 @@ fn add_stats(total: &mut ReadStats, stats: &ReadStats) {
     total.acks += stats.acks;
     total.control_errors += stats.control_errors;
     total.given_up += stats.given_up;
+    total.held += stats.held;
+    total.held_dropped += stats.held_dropped;
     if stats.last_event_time_ms != 0 {
         total.last_event_time_ms = stats.last_event_time_ms;
     }

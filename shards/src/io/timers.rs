@@ -1,19 +1,25 @@
 //! The I/O timers (shard thread, called once per loop iteration): connect after back-off,
-//! abandoned attempts, silence and ack timeouts, pings, paced control messages, rotation
-//! before the lifetime limit, and closing a retired connection once its replacement is settled.
+//! abandoned attempts, silence and ack timeouts, forgetting the failures of a healthy
+//! connection, pings, paced control messages, rotation before the lifetime limit, and closing
+//! a retiring connection once every symbol was handed over or the overlap ran out.
 
 use std::time::{Duration, Instant};
 
 use mio::Registry;
 use tungstenite::Message;
 
+use super::backoff::HEALTHY_AFTER;
 use super::conn::ConnState;
 use super::connector::ConnectRequest;
-use super::{CONNECT_DEADLINE, Connection, Io, ROTATION_DEADLINE, deregister, ping};
+use super::overlap::Overlap;
+use super::{
+    CONNECT_DEADLINE, Connection, Io, ROTATION_DEADLINE, ROTATION_OVERLAP_MAX, deregister, ping,
+};
+use crate::worker::Worker;
 
 impl Io {
-    /// Run every due timer.
-    pub fn tick(&mut self, now: Instant, registry: &Registry) {
+    /// Run every due timer; held trades of an overlap that ended go to `worker`.
+    pub fn tick(&mut self, now: Instant, registry: &Registry, worker: &mut Worker) {
         for slot in 0..self.conns.len() {
             let Some(conn) = self.conns[slot].as_ref() else {
                 continue;
@@ -34,6 +40,7 @@ impl Io {
                 ConnState::Open(_) => self.tick_open(slot, now, registry),
             }
         }
+        self.flush_ended(worker);
     }
 
     fn start_connect(&mut self, slot: usize, now: Instant) {
@@ -80,7 +87,11 @@ impl Io {
         let age = conn
             .opened_at
             .map_or(Duration::ZERO, |at| now.duration_since(at));
-        if conn.replacement.is_none() && age >= self.config.max_connection_lifetime {
+        if age >= HEALTHY_AFTER {
+            conn.failures = 0;
+        }
+        let rotating = conn.replacement.is_some() || conn.overlap.is_some();
+        if !rotating && age >= self.config.max_connection_lifetime {
             self.start_rotation(slot, now, registry);
             return;
         }
@@ -117,7 +128,7 @@ impl Io {
     }
 
     /// Make-before-break: a new connection takes over every stream; this one keeps delivering
-    /// until the new one has them all acknowledged.
+    /// until each symbol was handed over (see [`super::overlap`]).
     fn start_rotation(&mut self, slot: usize, now: Instant, registry: &Registry) {
         self.stats.rotations += 1;
         let wanted: Vec<_> = self.conns[slot]
@@ -133,11 +144,14 @@ impl Io {
             self.lose(slot, registry, now);
             return;
         };
-        for symbol in wanted {
+        for &symbol in &wanted {
             if let Some(conn) = self.conns[replacement].as_mut() {
                 conn.subs.want(symbol);
             }
             self.owner.insert(symbol, replacement);
+        }
+        if let Some(conn) = self.conns[replacement].as_mut() {
+            conn.overlap = Some(Overlap::new(slot, wanted, now));
         }
         if let Some(conn) = self.conns[slot].as_mut() {
             conn.retiring = true;
@@ -146,15 +160,7 @@ impl Io {
     }
 
     fn tick_retiring(&mut self, slot: usize, now: Instant, registry: &Registry) {
-        let Some(conn) = self.conns[slot].as_ref() else {
-            return;
-        };
-        let started = conn.opened_at.unwrap_or(now) + self.config.max_connection_lifetime;
-        let replacement_ready = conn
-            .replacement
-            .and_then(|next| self.conns.get(next).and_then(Option::as_ref))
-            .is_none_or(|next| next.is_open() && next.subs.settled());
-        if replacement_ready || now.duration_since(started) > ROTATION_DEADLINE {
+        if self.overlap_done(slot, now) {
             self.close(slot, registry);
         } else if let Some(conn) = self.conns[slot].as_mut()
             && conn.want_flush
@@ -164,9 +170,41 @@ impl Io {
         }
     }
 
-    /// Close a connection for good (a polite close frame, best effort) and free its slot.
+    /// True when the retiring connection in `slot` is no longer needed: every symbol was
+    /// handed over, or the overlap ran out ([`ROTATION_OVERLAP_MAX`] after the replacement
+    /// settled, [`ROTATION_DEADLINE`] after the rotation started), or there is no overlap.
+    fn overlap_done(&mut self, slot: usize, now: Instant) -> bool {
+        let next = self.conns[slot].as_ref().and_then(|conn| conn.replacement);
+        let Some(next) = next.and_then(|next| self.conns.get_mut(next)?.as_mut()) else {
+            return true;
+        };
+        let settled = next.is_open() && next.subs.settled();
+        let open = next.is_open();
+        let Some(overlap) = next.overlap.as_mut().filter(|overlap| overlap.from == slot) else {
+            return true;
+        };
+        if settled && overlap.settled_at.is_none() {
+            overlap.settled_at = Some(now);
+        }
+        let overlap_over = overlap
+            .settled_at
+            .is_some_and(|at| now.duration_since(at) >= ROTATION_OVERLAP_MAX);
+        let deadline = now.duration_since(overlap.started) >= ROTATION_DEADLINE;
+        (open && overlap.switched_all()) || overlap_over || deadline
+    }
+
+    /// Close a connection for good (a polite close frame, best effort) and free its slot; a
+    /// retiring connection's overlap ends.
     pub fn close(&mut self, slot: usize, registry: &Registry) {
         self.changed = true;
+        if self
+            .conns
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|conn| conn.retiring)
+        {
+            self.end_overlap(slot);
+        }
         let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };

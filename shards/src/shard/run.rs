@@ -180,7 +180,7 @@ impl ShardLoop {
             self.worker.process_clock_tick(exchange_now);
             self.next_clock_tick = now + self.config.clock_tick;
         }
-        self.io.tick(now, self.poll.registry());
+        self.io.tick(now, self.poll.registry(), &mut self.worker);
         self.gauges_dirty |= self.io.take_changed();
         self.worker.take_events(&mut self.events);
         self.publisher.publish(&mut self.events, &mut self.worker);

@@ -34,6 +34,8 @@ pub fn publish(shard: &ShardLoop) {
     set(&c.acks_failed, work.acks_failed);
     set(&c.reconnects, io_stats.reconnects);
     set(&c.rotations, io_stats.rotations);
+    set(&c.rotation_held, io_stats.rotation_held);
+    set(&c.rotation_held_dropped, io_stats.rotation_held_dropped);
     set(&c.connect_failures, io_stats.connect_failures);
     set(&c.subscribe_messages, io_stats.subscribe_messages);
     set(&c.subscriptions_given_up, io_stats.subscriptions_given_up);

@@ -322,6 +322,54 @@ impl Worker {
         Ok(self.process_trade(slot, &trade))
     }
 
+    /// For a rotation's overlap: the Active symbol named `name` and the aggregate id it
+    /// expects next (`None`: neither a trade nor a package id is known yet). `None` when no
+    /// Active symbol of this shard has that name.
+    pub fn expected_agg_id(&self, name: &[u8]) -> Option<(SymbolIndex, Option<i64>)> {
+        let slot = self.slot_of_name(name)?;
+        let symbol = self.symbol_at(slot)?.index;
+        Some((symbol, self.next_agg_id(symbol)?))
+    }
+
+    /// The aggregate id an Active `symbol` expects next: `Some(None)` when nothing is known
+    /// yet, `None` when the symbol is not Active here.
+    pub fn next_agg_id(&self, symbol: SymbolIndex) -> Option<Option<i64>> {
+        let slot = self.slot_of(symbol)?;
+        if self.activation_states[slot as usize] != SymbolActivationState::Active {
+            return None;
+        }
+        let first = self.first_expected[slot as usize];
+        Some(if first >= 0 {
+            Some(first + 1)
+        } else {
+            self.book.last_agg_id(slot).map(|last| last + 1)
+        })
+    }
+
+    /// Convert a frame's trade of `symbol` at its scales without applying it (to hold it).
+    ///
+    /// # Errors
+    /// The symbol is unknown, or a decimal does not fit its scale.
+    pub fn convert_trade(
+        &self,
+        symbol: SymbolIndex,
+        raw: &RawAggTrade<'_>,
+    ) -> Result<AggTrade, FrameTradeError> {
+        let spec = self.spec(symbol).ok_or(FrameTradeError::UnknownSymbol)?;
+        Ok(raw.to_agg_trade(spec.scales)?)
+    }
+
+    /// Apply a trade held back earlier (see [`Worker::process_trade`]).
+    pub fn process_symbol_trade(&mut self, symbol: SymbolIndex, trade: &AggTrade) -> TradeOutcome {
+        match self.slot_of(symbol) {
+            Some(slot) => self.process_trade(slot, trade),
+            None => {
+                self.stats.trades_not_active += 1;
+                TradeOutcome::NotActive
+            }
+        }
+    }
+
     /// Close every Active symbol's klines whose period ended before
     /// `exchange_now_ms − close_grace_ms` (the shard's estimate of exchange time).
     pub fn process_clock_tick(&mut self, exchange_now_ms: i64) {

@@ -385,3 +385,42 @@ fn a_full_ack_channel_is_counted_not_blocking() {
     }
     assert_eq!(worker.stats().acks_failed, 1);
 }
+
+#[test]
+fn expected_agg_id_follows_the_package_then_the_book() {
+    let mut w = worker(2);
+    assert_eq!(w.expected_agg_id(b"BTCUSDT"), None, "not held");
+    activate(
+        &mut w,
+        spec(3, "BTCUSDT"),
+        flat_package(T0, 100, Some(41)),
+        1,
+    );
+    let btc = SymbolIndex(3);
+    assert_eq!(w.expected_agg_id(b"BTCUSDT"), Some((btc, Some(42))));
+    let outcome = w.process_symbol_trade(btc, &trade(42, 100, T0 + 1));
+    assert!(matches!(outcome, TradeOutcome::Book(_)), "{outcome:?}");
+    assert_eq!(w.next_agg_id(btc), Some(Some(43)));
+    activate(&mut w, spec(4, "ETHUSDT"), flat_package(T0, 100, None), 2);
+    assert_eq!(
+        w.next_agg_id(SymbolIndex(4)),
+        Some(None),
+        "nothing known yet"
+    );
+    assert_eq!(w.next_agg_id(SymbolIndex(9)), None);
+    assert_eq!(
+        w.process_symbol_trade(SymbolIndex(9), &trade(1, 100, T0)),
+        TradeOutcome::NotActive
+    );
+    assert!(w.convert_trade(SymbolIndex(9), &raw_trade()).is_err());
+    let converted = w.convert_trade(btc, &raw_trade()).expect("converts");
+    assert_eq!((converted.agg_id, converted.price), (43, 10_050));
+}
+
+fn raw_trade() -> RawAggTrade<'static> {
+    const FRAME: &str = r#"{"stream":"btcusdt@aggTrade","data":{"e":"aggTrade","E":1700000040002,"s":"BTCUSDT","a":43,"p":"100.50","q":"0.010","f":43,"l":43,"T":1700000040001,"m":false}}"#;
+    match parse_frame(FRAME.as_bytes()) {
+        Ok(Frame::Trade(raw)) => raw,
+        other => panic!("not a trade: {other:?}"),
+    }
+}
