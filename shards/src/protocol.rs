@@ -225,6 +225,9 @@ pub enum ResyncReason {
     },
     /// Frames for the symbol could not be parsed (its stream may have lost data).
     ParseErrors,
+    /// The venue refused the symbol's stream subscription repeatedly: the symbol receives
+    /// nothing. Activating it again subscribes it again.
+    SubscriptionLost,
 }
 
 /// Reports from a shard to the control plane.

@@ -137,8 +137,8 @@ pub struct ReadStats {
     pub lost: bool,
 }
 
-/// Symbols whose frames could not be used (resync candidates), reported by the caller.
-pub type ParseFailures = Vec<(SymbolIndex, ResyncReason)>;
+/// Symbols whose stream failed (unparsable frames, a subscription given up), with why.
+pub type StreamFailures = Vec<(SymbolIndex, ResyncReason)>;
 
 /// Read at most `budget` frames from `conn` into `worker`, trades through `gate` during a
 /// rotation overlap. Leaves `conn.readable` set when the budget ran out before the socket
@@ -148,7 +148,7 @@ pub fn read_frames(
     worker: &mut Worker,
     budget: usize,
     now: Instant,
-    failures: &mut ParseFailures,
+    failures: &mut StreamFailures,
     mut gate: Option<Gate<'_>>,
 ) -> ReadStats {
     let mut stats = ReadStats::default();
@@ -213,7 +213,7 @@ fn handle_text(
     subs: &mut SubscriptionSet,
     worker: &mut Worker,
     stats: &mut ReadStats,
-    failures: &mut ParseFailures,
+    failures: &mut StreamFailures,
     gate: Option<&mut Gate<'_>>,
 ) {
     match parse_frame(bytes) {
@@ -242,7 +242,11 @@ fn handle_text(
         }
         Ok(Frame::Error { id: Some(id), .. }) => {
             stats.control_errors += 1;
-            stats.given_up += subs.on_error(id).given_up as u64;
+            // A stream the venue keeps refusing: the control plane activates the symbol again.
+            let effect = subs.on_error(id, |symbol| {
+                failures.push((symbol, ResyncReason::SubscriptionLost));
+            });
+            stats.given_up += effect.given_up as u64;
         }
         Ok(Frame::Error { id: None, .. }) => stats.control_errors += 1,
         Ok(Frame::Reply { .. } | Frame::Other) => stats.other_frames += 1,

@@ -30,7 +30,7 @@ use tungstenite::Message;
 
 use crate::protocol::{ShardCounters, SymbolIndex};
 use crate::worker::Worker;
-use conn::{ConnState, Connection, ParseFailures, ReadStats, read_frames};
+use conn::{ConnState, Connection, ReadStats, StreamFailures, read_frames};
 use connector::{ConnectRequest, ConnectResult, tcp_of};
 use overlap::{Gate, GateStats, Overlap, Side};
 
@@ -182,8 +182,10 @@ impl Io {
         self.names
             .entry(symbol)
             .or_insert_with(|| format!("{}@aggTrade", name.to_ascii_lowercase()).into());
-        let slot = match self.owner.get(&symbol) {
-            Some(&slot) => slot,
+        // An owner whose connection has gone (closed for good) no longer carries the stream.
+        let owned = self.owner.get(&symbol).copied();
+        let slot = match owned.filter(|&slot| self.conns[slot].is_some()) {
+            Some(slot) => slot,
             None => {
                 let room = self.conns.iter().position(|conn| {
                     conn.as_ref().is_some_and(|c| {
@@ -389,7 +391,7 @@ impl Io {
         worker: &mut Worker,
         registry: &Registry,
         now: Instant,
-        failures: &mut ParseFailures,
+        failures: &mut StreamFailures,
     ) -> ReadStats {
         let mut total = ReadStats::default();
         for retiring_pass in [true, false] {
@@ -422,7 +424,7 @@ impl Io {
         slot: usize,
         worker: &mut Worker,
         now: Instant,
-        failures: &mut ParseFailures,
+        failures: &mut StreamFailures,
     ) -> ReadStats {
         let mut taken = self.take_overlap(slot);
         let budget = self.config.frames_per_event_max;

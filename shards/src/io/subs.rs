@@ -221,13 +221,13 @@ impl SubscriptionSet {
     }
 
     /// An error reply for `id` arrived: its streams go back to the queue, up to
-    /// [`SUBSCRIBE_RETRY_MAX`] times.
-    pub fn on_error(&mut self, id: u64) -> ReplyEffect {
+    /// [`SUBSCRIBE_RETRY_MAX`] times; each stream given up then is passed to `given_up`.
+    pub fn on_error(&mut self, id: u64, mut on_given_up: impl FnMut(SymbolIndex)) -> ReplyEffect {
         if !self.take_request(id) {
             return ReplyEffect::default();
         }
         let mut given_up = 0;
-        for entry in self.entries.values_mut() {
+        for (&symbol, entry) in &mut self.entries {
             match entry.state {
                 SubState::Subscribing(request) if request == id => {
                     entry.state = SubState::Idle;
@@ -235,6 +235,7 @@ impl SubscriptionSet {
                     if entry.retries > SUBSCRIBE_RETRY_MAX {
                         entry.want = false;
                         given_up += 1;
+                        on_given_up(symbol);
                     }
                 }
                 SubState::Unsubscribing(request) if request == id => {
@@ -326,12 +327,12 @@ mod tests {
         let now = Instant::now();
         let mut set = SubscriptionSet::default();
         set.want(SymbolIndex(2));
-        let mut given_up = 0;
+        let (mut given_up, mut symbols) = (0, Vec::new());
         for id in 0..=u64::from(SUBSCRIBE_RETRY_MAX) {
             set.next_message(id, now, 10, name).expect("retry");
-            given_up += set.on_error(id).given_up;
+            given_up += set.on_error(id, |symbol| symbols.push(symbol)).given_up;
         }
-        assert_eq!(given_up, 1);
+        assert_eq!((given_up, symbols), (1, vec![SymbolIndex(2)]));
         assert!(set.next_message(99, now, 10, name).is_none());
         assert_eq!(set.wanted_count(), 0);
     }

@@ -14,7 +14,9 @@ use tungstenite::{Message, WebSocket};
 use super::backoff::HEALTHY_AFTER;
 use super::*;
 use crate::kline::{Interval, Kline, Scales};
-use crate::protocol::{ActivationId, InitialSymbolData, ShardId, SymbolSpec, WorkerCmd};
+use crate::protocol::{
+    ActivationId, InitialSymbolData, ResyncReason, ShardId, SymbolSpec, WorkerCmd,
+};
 use crate::worker::WorkerConfig;
 
 const SYMBOL: SymbolIndex = SymbolIndex(7);
@@ -102,18 +104,35 @@ impl Rig {
     }
 
     fn read(&mut self, slot: usize, now: Instant) -> ReadStats {
+        self.read_failures(slot, now).0
+    }
+
+    /// Read, and also return the symbols whose stream failed.
+    fn read_failures(&mut self, slot: usize, now: Instant) -> (ReadStats, StreamFailures) {
         std::thread::sleep(Duration::from_millis(20)); // loopback delivery
         self.io.on_event(Token(slot + FIRST_CONN_TOKEN), true);
         let mut failures = Vec::new();
         let registry = self.poll.registry();
-        self.io
-            .read_ready(&mut self.worker, registry, now, &mut failures)
+        let stats = self
+            .io
+            .read_ready(&mut self.worker, registry, now, &mut failures);
+        (stats, failures)
     }
 
     fn last_applied(&self) -> Option<i64> {
         let slot = self.worker.slot_of(SYMBOL).expect("slot");
         self.worker.book().last_agg_id(slot)
     }
+}
+
+/// The id of the control request `server` receives next.
+fn request_id(server: &mut Server) -> u64 {
+    let text = match server.read().expect("a request") {
+        Message::Text(text) => text.to_string(),
+        other => panic!("expected a request, got {other:?}"),
+    };
+    let id = text.rsplit("\"id\":").next().expect("id");
+    id.trim_end_matches('}').parse().expect("numeric id")
 }
 
 fn send(server: &mut Server, text: &str) {
@@ -252,4 +271,29 @@ fn rotation_ends_after_the_bounded_overlap_for_quiet_symbols() {
         1,
         "the missing trades are a gap (resync)"
     );
+}
+
+#[test]
+fn a_subscription_the_venue_keeps_refusing_is_reported_and_can_be_made_again() {
+    let mut rig = rig();
+    let t0 = Instant::now();
+    rig.io.subscribe(SYMBOL, "BTCUSDT", t0).expect("room");
+    let (slot, mut server) = rig.connect(t0);
+    let mut reported = Vec::new();
+    for attempt in 0..=u64::from(subs::SUBSCRIBE_RETRY_MAX) {
+        let now = t0 + Duration::from_secs(attempt + 1); // past the control-message pacing
+        rig.tick(now);
+        let id = request_id(&mut server);
+        send(
+            &mut server,
+            &format!(r#"{{"error":{{"code":2,"msg":"Invalid request"}},"id":{id}}}"#),
+        );
+        reported.extend(rig.read_failures(slot, now).1);
+    }
+    assert_eq!(reported, vec![(SYMBOL, ResyncReason::SubscriptionLost)]);
+    assert_eq!(rig.io.stats().subscriptions_given_up, 1);
+    // Activated again, the symbol is subscribed again on the same connection.
+    let now = t0 + Duration::from_secs(10);
+    rig.io.subscribe(SYMBOL, "BTCUSDT", now).expect("room");
+    rig.subscribe_acked(slot, &mut server, now);
 }

@@ -13,7 +13,7 @@ use mio::{Events, Poll, Token, Waker};
 use super::clock::{ExchangeClock, local_epoch_ms};
 use super::output::Publisher;
 use super::{EVENTS_CAPACITY, POLL_TIMEOUT_MAX, ShardConfig, ShardOutputs, SpawnError};
-use crate::io::conn::{ParseFailures, ReadStats};
+use crate::io::conn::{ReadStats, StreamFailures};
 use crate::io::connector::{CONNECT_RESULT_CAPACITY, ConnectRequest, ConnectResult};
 use crate::io::{Io, publish_gauges};
 use crate::protocol::{
@@ -55,7 +55,7 @@ pub struct ShardLoop {
     counters: Arc<ShardCounters>,
     clock: ExchangeClock,
     events: Vec<WorkerEvent>,
-    failures: ParseFailures,
+    failures: StreamFailures,
     next_clock_tick: Instant,
     next_heartbeat: Instant,
     inbox_more: bool,
