@@ -199,9 +199,16 @@ fn validate(config: &ShardConfig) -> Result<(), SpawnError> {
 }
 
 /// Pin the current thread to `core`; true when a pin was requested and failed.
+/// Core ids a `cpu_set_t` can hold (glibc's `CPU_SETSIZE`); core_affinity panics past it.
+const CPU_SET_CAPACITY: usize = 1024;
+
+/// Pin the calling thread to `core`; true when that failed.
 fn pin(core: Option<usize>) -> bool {
     match core {
-        Some(id) => !core_affinity::set_for_current(core_affinity::CoreId { id }),
+        Some(id) if id < CPU_SET_CAPACITY => {
+            !core_affinity::set_for_current(core_affinity::CoreId { id })
+        }
+        Some(_) => true,
         None => false,
     }
 }

@@ -265,8 +265,23 @@ impl Publisher {
         }
     }
 
+    /// Give up on everything still waiting (shutdown past its deadline), counting it: final
+    /// klines as undeliverable, reports as dropped.
+    pub fn abandon_pending(&mut self) {
+        for state in &mut self.sinks {
+            self.stats.klines_undeliverable += state.outbox.len() as u64;
+            state.outbox.clear();
+        }
+        self.stats.reports_dropped += self.reports_pending.len() as u64;
+        self.reports_pending.clear();
+    }
+
     /// True when something waits to be flushed.
     pub fn has_pending(&self) -> bool {
         self.depth() > 0 || !self.reports_pending.is_empty()
     }
 }
+
+#[cfg(test)]
+#[path = "output_tests.rs"]
+mod tests;

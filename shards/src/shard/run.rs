@@ -23,9 +23,9 @@ use crate::worker::{Worker, WorkerEvent};
 
 /// The poll token of the waker (inbox commands and connector results).
 pub const WAKER: Token = Token(0);
-/// Attempts to hand over waiting final klines at shutdown before giving up (each yields the
-/// thread once to let consumers drain).
-const SHUTDOWN_FLUSH_ATTEMPTS: usize = 1000;
+/// How long shutdown keeps handing waiting final klines to their consumers (yielding between
+/// tries) before it counts the rest as undeliverable.
+const SHUTDOWN_FLUSH_MAX: Duration = Duration::from_secs(2);
 
 /// The shard's ends of its connector thread.
 #[derive(Debug)]
@@ -285,9 +285,14 @@ impl ShardLoop {
     }
 
     fn shutdown(mut self) {
-        for _ in 0..SHUTDOWN_FLUSH_ATTEMPTS {
+        let deadline = Instant::now() + SHUTDOWN_FLUSH_MAX;
+        loop {
             self.publisher.flush();
             if !self.publisher.has_pending() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                self.publisher.abandon_pending();
                 break;
             }
             std::thread::yield_now();
