@@ -46,19 +46,25 @@ fn disconnect_stall_malformed_frames_skips_and_duplicates_recover_exactly() {
     let start = counters(&h);
     assert!(start.trades_applied > 0);
 
-    // 1. The server drops the connection mid-stream.
+    // 1. The server drops the connection mid-stream: trades published meanwhile are missed,
+    //    so the symbols that traded are reported for resync (at their next trade's id jump).
+    let resyncs_before = h.resyncs;
     assert!(h.sim.drop_connections() >= 1);
     h.wait_for("a reconnect", |h| counters(h).reconnects > start.reconnects);
     h.wait_for("streams re-subscribed", |h| {
         counters(h).subscriptions_active == symbols as u64 && sim_streams(h) == symbols
     });
+    h.wait_for("missed trades resynced", |h| h.resyncs > resyncs_before);
 
-    // 2. The server stalls (open but silent): the silence timeout reconnects.
+    // 2. The server stalls (open but silent): the silence timeout reconnects, and the trades
+    //    of the silent seconds are resynced.
     let before = counters(&h);
+    let resyncs_before = h.resyncs;
     assert!(h.sim.stall_connections(Duration::from_secs(3)) >= 1);
     h.wait_for("a reconnect after silence", |h| {
         counters(h).reconnects > before.reconnects
     });
+    h.wait_for("silent seconds resynced", |h| h.resyncs > resyncs_before);
 
     // 3. Malformed frames are counted, nothing panics.
     let before = counters(&h);
