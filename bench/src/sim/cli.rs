@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use klagg_shards::wire::duration::{self, DurationError, Numbers};
 
-use super::config::{FirehoseConfig, ReplaySource, SimConfig};
+use super::config::{DEFAULT_TRADE_RETENTION_MAX, FirehoseConfig, ReplaySource, SimConfig};
 use super::{Sim, SimHandle};
 use crate::replay::symbol_from_file_name;
 
@@ -97,9 +97,14 @@ pub struct SimArgs {
     /// Replay speed factor (1 = real pace, klines line up with the recording's minutes).
     #[arg(long, default_value_t = 1.0)]
     pub replay_speed: f64,
-    /// Trades kept per symbol (older whole minutes live on as 1m summaries).
-    #[arg(long, default_value_t = 20_000)]
-    pub trade_retention: usize,
+    /// Keep each symbol's trades of this last stretch of time (never fewer than its newest 1000);
+    /// older minutes live on as 1m summaries: no 1s klines there, aggTrades refused (-1130).
+    #[arg(long, default_value = "30m", value_parser = parse_period)]
+    pub trade_retention: Duration,
+    /// Memory guard: at most this many trades kept per symbol (48 bytes each), whatever
+    /// --trade-retention says.
+    #[arg(long, default_value_t = DEFAULT_TRADE_RETENTION_MAX, value_parser = parse_count)]
+    pub trade_retention_max: usize,
     /// 1m summaries kept per symbol.
     #[arg(long, default_value_t = 1440)]
     pub archive_minutes: usize,
@@ -158,6 +163,7 @@ impl SimArgs {
             listing_delay: self.listing_delay,
             settle_delay: self.settle_delay,
             trade_retention: self.trade_retention,
+            trade_retention_max: self.trade_retention_max,
             archive_minutes: self.archive_minutes,
             tls: self.tls,
             replay,
@@ -197,6 +203,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         DurationError::OutOfRange => format!("duration out of range: {s:?}"),
     })
+}
+
+/// A positive duration (periods, windows): [`parse_duration`] refusing zero.
+pub fn parse_period(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("must be positive, got {:?}", s.trim()));
+    }
+    Ok(d)
+}
+
+/// A positive whole number.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("not a whole number: {:?}", s.trim())),
+    }
 }
 
 /// Entry point of `klagg sim`.

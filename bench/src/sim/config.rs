@@ -45,8 +45,14 @@ pub struct SimConfig {
     pub listing_delay: Duration,
     /// A delisted symbol stays SETTLING this long before it is CLOSE.
     pub settle_delay: Duration,
-    /// Trades kept per symbol for REST and klines; older whole minutes live on as 1m summaries.
-    pub trade_retention: usize,
+    /// Trades of this last stretch of time are kept per symbol (counted back from its newest
+    /// trade; never fewer than its newest 1000) for 1s klines, aggTrades REST and ground truth;
+    /// older whole minutes live on as 1m summaries. Evicted time gets no 1s klines at all and
+    /// aggTrades queries reaching into it are refused (-1130).
+    pub trade_retention: Duration,
+    /// Memory guard: at most this many trades kept per symbol (plus the rest of the oldest kept
+    /// minute) whatever `trade_retention` says; 48 bytes each.
+    pub trade_retention_max: usize,
     /// 1m summaries kept per symbol (minutes with trades; 1440 covers ticker/24hr).
     pub archive_minutes: usize,
     /// Serve `https://` and `wss://` behind a generated certificate.
@@ -112,7 +118,8 @@ impl Default for SimConfig {
             kline_final_delay: Duration::from_secs(2),
             listing_delay: Duration::from_secs(2),
             settle_delay: Duration::from_secs(5),
-            trade_retention: 20_000,
+            trade_retention: DEFAULT_TRADE_RETENTION,
+            trade_retention_max: DEFAULT_TRADE_RETENTION_MAX,
             archive_minutes: 1440,
             tls: false,
             replay: Vec::new(),
@@ -176,7 +183,9 @@ with! {
     /// Set `settle_delay`.
     with_settle_delay: settle_delay: Duration;
     /// Set `trade_retention`.
-    with_trade_retention: trade_retention: usize;
+    with_trade_retention: trade_retention: Duration;
+    /// Set `trade_retention_max`.
+    with_trade_retention_max: trade_retention_max: usize;
     /// Set `archive_minutes`.
     with_archive_minutes: archive_minutes: usize;
     /// Set `tls`.
@@ -201,6 +210,12 @@ with! {
 
 /// Largest supported market.
 pub const MAX_SYMBOLS: usize = 2000;
+/// Default `trade_retention`: 30 minutes covers the default 10 minutes of `klagg sim` history
+/// and a 1000-bar 1s backfill (16 min 40 s) at any time of a run.
+pub const DEFAULT_TRADE_RETENTION: Duration = Duration::from_secs(30 * 60);
+/// Default `trade_retention_max`: 2 M trades (96 MB) per symbol, above what the busiest symbol
+/// trades in 30 minutes at `--trade-rate 1000`.
+pub const DEFAULT_TRADE_RETENTION_MAX: usize = 2_000_000;
 
 impl SimConfig {
     /// Check the values `Sim::start` relies on; returns a message for the first bad one.
@@ -211,8 +226,11 @@ impl SimConfig {
         if self.ban_durations.is_empty() {
             return Err("ban_durations must not be empty".into());
         }
-        if self.trade_retention == 0 || self.outbound_queue_capacity == 0 {
-            return Err("trade_retention and outbound_queue_capacity must be positive".into());
+        if self.trade_retention.is_zero() || self.trade_retention_max == 0 {
+            return Err("trade_retention and trade_retention_max must be positive".into());
+        }
+        if self.outbound_queue_capacity == 0 {
+            return Err("outbound_queue_capacity must be positive".into());
         }
         if self.ping_interval.is_zero() || self.kline_update_interval.is_zero() {
             return Err("ping_interval and kline_update_interval must be positive".into());

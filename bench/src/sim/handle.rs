@@ -192,6 +192,13 @@ impl SimHandle {
         m.find(symbol).map(|i| m.ref_trades(i)).unwrap_or_default()
     }
 
+    /// Where retention evicted trades of `symbol`: the minute from which every trade is kept
+    /// (1s klines start there). None when nothing was evicted or the symbol is unknown.
+    pub fn trades_kept_from_ms(&self, symbol: &str) -> Option<i64> {
+        let m = self.shared.market.lock();
+        m.find(symbol).and_then(|i| m.books[i].kept_from_ms())
+    }
+
     /// SUBSCRIBE / UNSUBSCRIBE / URL-stream events, oldest first (bounded, see `SUB_LOG_CAPACITY`).
     pub fn subscription_log(&self) -> Vec<SubEvent> {
         self.shared.hub.sub_log()

@@ -40,10 +40,20 @@
 //!   streams". All incoming frames (text, ping, pong) count toward the per-second limit.
 //! * `skip_agg_ids` withholds the next n trades from the stream only (REST has them — what a
 //!   missed message looks like); `duplicate_agg_ids` sends the next n trades twice.
-//! * Retention (memory stays bounded on long runs): `trade_retention` trades per symbol are
-//!   kept (plus the rest of the oldest kept minute); older whole minutes survive as integer 1m
-//!   summaries, `archive_minutes` of them per symbol. Minute-multiple klines stay exact over the
-//!   archive; `1s` klines, `aggTrades` REST and [`SimHandle::trades`] only cover kept trades.
+//! * Retention (memory stays bounded on long runs): each symbol keeps its trades of the last
+//!   `trade_retention` (default 30 min, counted back from its newest trade, never fewer than
+//!   its newest 1000), at most `trade_retention_max` of them (default 2 M; plus the rest of the
+//!   oldest kept minute). Older whole minutes survive as integer 1m summaries,
+//!   `archive_minutes` of them per symbol. Memory: 48 bytes per kept trade, about
+//!   `trade_rate` × (`trade_retention` + 1 min) × 48 B in all plus up to 1000 trades per quiet
+//!   symbol (`--trade-rate 1000`, 200 symbols: 2.2 M trades, 124 MB RSS measured); the guard
+//!   caps one symbol at `trade_retention_max` trades plus the rest of a minute. Minute-multiple klines stay exact over the archive. Evicted time is never served as if it
+//!   had no trades: `1s` klines start at the first whole minute still kept (as Binance starts at
+//!   a symbol's first data), and an `aggTrades` query whose answer would include evicted trades
+//!   (`fromId`/`startTime` before the oldest kept trade, or an `endTime`/latest page with fewer
+//!   kept trades than `limit`) is refused with HTTP 400 `{"code":-1130}` naming the parameter
+//!   and the oldest kept id. [`SimHandle::trades`] only covers kept trades;
+//!   [`SimHandle::trades_kept_from_ms`] says where they start.
 //!   `ticker/24hr` and `!miniTicker@arr` use the 1m summaries (one-minute granularity).
 //!
 //! # Determinism
@@ -99,7 +109,10 @@ use parking_lot::Mutex;
 use thiserror::Error;
 
 pub use cli::{SimArgs, run_cli};
-pub use config::{FirehoseConfig, MAX_SYMBOLS, ReplaySource, SimConfig};
+pub use config::{
+    DEFAULT_TRADE_RETENTION, DEFAULT_TRADE_RETENTION_MAX, FirehoseConfig, MAX_SYMBOLS,
+    ReplaySource, SimConfig,
+};
 pub use handle::{SimCounters, SimHandle, SymbolInfo};
 pub use hub::{ConnInfo, MalformedFrame, Route, SubEvent, SubKind};
 pub use interval::{INTERVALS, Interval};
@@ -108,7 +121,7 @@ pub use refagg::{RefKline, RefTrade, Scales, aggregate};
 pub use tls::{TlsError, TlsMaterial};
 
 use hub::Hub;
-use market::{Market, TradeSource};
+use market::{Market, Retention, TradeSource};
 use ratelimit::RateLimiter;
 use rng::SimRng;
 
@@ -216,7 +229,11 @@ impl Sim {
             false => (None, None),
         };
         let start = now_ms();
-        let mut market = Market::new(cfg.trade_retention, cfg.archive_minutes);
+        let retention = Retention {
+            window_ms: i64::try_from(cfg.trade_retention.as_millis()).unwrap_or(i64::MAX),
+            max_trades: cfg.trade_retention_max,
+        };
+        let mut market = Market::new(retention, cfg.archive_minutes);
         let cursors = replay::load(&cfg.replay, &mut market, start, cfg.replay_speed)?;
         add_synthetic(&mut market, &cfg, start);
         let shared = Arc::new(Shared {

@@ -10,7 +10,7 @@ use klagg_shards::wire::rest::{self, RequestError};
 
 use super::http::{self, Request, Response};
 use super::interval::Interval;
-use super::market::{Book, SymbolStatus};
+use super::market::{Book, Evicted, SymbolStatus};
 use super::ratelimit::Verdict;
 use super::{Shared, exinfo, now_ms, render};
 
@@ -188,7 +188,9 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
         ));
     }
     let market = shared.market.lock();
-    let trades = market.agg_trades(idx, from_id, start, end, limit);
+    let trades = market
+        .agg_trades(idx, from_id, start, end, limit)
+        .map_err(evicted)?;
     let spec = &market.books[idx].spec;
     let mut out = String::with_capacity(16 + trades.len() * 110);
     out.push('[');
@@ -200,6 +202,17 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
     }
     out.push(']');
     Ok(out)
+}
+
+/// An aggTrades query reaching into evicted trades: -1130 naming the parameter, and what is
+/// still kept (the simulator's honest stand-in for Binance's full history).
+fn evicted(e: Evicted) -> Response {
+    let msg = format!(
+        "Data sent for parameter '{}' is not valid: the simulator no longer keeps aggTrades \
+         before id {} (T {}); older ones were evicted (--trade-retention).",
+        e.param, e.oldest_id, e.oldest_ms
+    );
+    http::error(400, -1130, &msg)
 }
 
 fn ticker(shared: &Shared, req: &Request, now: i64) -> Answer {
