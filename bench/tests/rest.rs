@@ -219,13 +219,25 @@ fn agg_trades_rules() {
         500,
         "default limit, most recent"
     );
-    let (s, e) = (truth[0].time_ms, truth[0].time_ms + 3_600_001);
-    let g = get(
-        &a,
-        &sim,
-        &format!("/fapi/v1/aggTrades?symbol=BTCUSDT&startTime={s}&endTime={e}"),
-    );
-    assert_eq!(g.body["code"], -1127);
+    let s = truth[0].time_ms;
+    for (span, code) in [
+        (3_600_001, Some(-1127)),
+        (3_600_000, Some(-1127)),
+        (3_599_999, None),
+    ] {
+        let e = s + span;
+        let g = get(
+            &a,
+            &sim,
+            &format!("/fapi/v1/aggTrades?symbol=BTCUSDT&startTime={s}&endTime={e}"),
+        );
+        assert_eq!(
+            g.body["code"].as_i64(),
+            code,
+            "span {span} ms must be under one hour"
+        );
+        assert_eq!(g.status, if code.is_some() { 400 } else { 200 });
+    }
     let e = truth[5].time_ms;
     let g = get(
         &a,

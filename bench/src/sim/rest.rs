@@ -178,8 +178,9 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
     let limit = limit(req, AGG_TRADES_LIMIT_DEFAULT, AGG_TRADES_LIMIT_MAX)?;
     let from_id = optional::<u64>(req, "fromId")?;
     let (start, end) = time_range(req)?;
+    // The contract: the span must be under one hour, so exactly 3,600,000 ms is refused.
     if let (Some(s), Some(e)) = (start, end)
-        && e.saturating_sub(s) > AGG_TRADES_MAX_SPAN_MS
+        && e.saturating_sub(s) >= AGG_TRADES_MAX_SPAN_MS
     {
         return Err(http::error(
             400,
