@@ -67,6 +67,23 @@ pub struct SimConfig {
     pub delist_every: Option<Duration>,
     /// Drop every WebSocket connection this often (None: never).
     pub disconnect_every: Option<Duration>,
+    /// Answer the next REST request with 503 `{"code":-1001}` this often (None: never).
+    pub rest_error_every: Option<Duration>,
+    /// Answer this fraction (0.0–1.0) of REST requests with 503 from the start (seeded).
+    pub rest_error_ratio: f64,
+    /// Stall every WebSocket connection (open but silent) this often (None: never)…
+    pub stall_every: Option<Duration>,
+    /// …for this long each time.
+    pub stall_for: Duration,
+    /// Send a malformed frame to every WebSocket connection this often (None: never); truncated
+    /// aggTrade JSON, non-JSON text and a binary frame in turn.
+    pub malformed_every: Option<Duration>,
+    /// Withhold `fault_ids` aggTrades of a random active symbol from the stream this often.
+    pub skip_ids_every: Option<Duration>,
+    /// Send `fault_ids` aggTrades of a random active symbol twice this often.
+    pub duplicate_ids_every: Option<Duration>,
+    /// aggTrades withheld or duplicated each time (`skip_ids_every`, `duplicate_ids_every`).
+    pub fault_ids: u64,
     /// Benchmark mode: aggTrade subscriptions receive generated frames as fast as possible.
     pub firehose: Option<FirehoseConfig>,
     /// Outbound frames queued per connection before it is dropped as a slow client.
@@ -127,6 +144,14 @@ impl Default for SimConfig {
             list_every: None,
             delist_every: None,
             disconnect_every: None,
+            rest_error_every: None,
+            rest_error_ratio: 0.0,
+            stall_every: None,
+            stall_for: Duration::from_secs(30),
+            malformed_every: None,
+            skip_ids_every: None,
+            duplicate_ids_every: None,
+            fault_ids: 3,
             firehose: None,
             outbound_queue_capacity: 65_536,
             max_connections: 1024,
@@ -200,6 +225,22 @@ with! {
     with_delist_every: delist_every: Option<Duration>;
     /// Set `disconnect_every`.
     with_disconnect_every: disconnect_every: Option<Duration>;
+    /// Set `rest_error_every`.
+    with_rest_error_every: rest_error_every: Option<Duration>;
+    /// Set `rest_error_ratio`.
+    with_rest_error_ratio: rest_error_ratio: f64;
+    /// Set `stall_every`.
+    with_stall_every: stall_every: Option<Duration>;
+    /// Set `stall_for`.
+    with_stall_for: stall_for: Duration;
+    /// Set `malformed_every`.
+    with_malformed_every: malformed_every: Option<Duration>;
+    /// Set `skip_ids_every`.
+    with_skip_ids_every: skip_ids_every: Option<Duration>;
+    /// Set `duplicate_ids_every`.
+    with_duplicate_ids_every: duplicate_ids_every: Option<Duration>;
+    /// Set `fault_ids`.
+    with_fault_ids: fault_ids: u64;
     /// Set `firehose`.
     with_firehose: firehose: Option<FirehoseConfig>;
     /// Set `outbound_queue_capacity`.
@@ -237,6 +278,29 @@ impl SimConfig {
         }
         if self.replay_speed.is_nan() || self.replay_speed <= 0.0 {
             return Err("replay_speed must be positive".into());
+        }
+        self.validate_faults()
+    }
+
+    fn validate_faults(&self) -> Result<(), String> {
+        let periods = [
+            ("list_every", self.list_every),
+            ("delist_every", self.delist_every),
+            ("disconnect_every", self.disconnect_every),
+            ("rest_error_every", self.rest_error_every),
+            ("stall_every", self.stall_every),
+            ("malformed_every", self.malformed_every),
+            ("skip_ids_every", self.skip_ids_every),
+            ("duplicate_ids_every", self.duplicate_ids_every),
+        ];
+        if let Some((name, _)) = periods.iter().find(|(_, d)| d.is_some_and(|d| d.is_zero())) {
+            return Err(format!("{name} must be positive"));
+        }
+        if !(0.0..=1.0).contains(&self.rest_error_ratio) {
+            return Err("rest_error_ratio must be between 0 and 1".into());
+        }
+        if self.stall_for.is_zero() || self.fault_ids == 0 {
+            return Err("stall_for and fault_ids must be positive".into());
         }
         Ok(())
     }

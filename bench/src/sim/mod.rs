@@ -39,7 +39,10 @@
 //! * SUBSCRIBE beyond `max_streams_per_connection` is refused with error code 2 "too many
 //!   streams". All incoming frames (text, ping, pong) count toward the per-second limit.
 //! * `skip_agg_ids` withholds the next n trades from the stream only (REST has them — what a
-//!   missed message looks like); `duplicate_agg_ids` sends the next n trades twice.
+//!   missed message looks like); `duplicate_agg_ids` sends the next n trades twice. The
+//!   periodic `skip_ids_every` / `duplicate_ids_every` pick a random symbol (seeded) among those
+//!   that traded within the last minute; every periodic fault (`*_every`, `src/sim/faults.rs`)
+//!   calls the same operation as the handle method and first fires one period after start.
 //! * Retention (memory stays bounded on long runs): each symbol keeps its trades of the last
 //!   `trade_retention` (default 30 min, counted back from its newest trade, never fewer than
 //!   its newest 1000), at most `trade_retention_max` of them (default 2 M; plus the rest of the
@@ -77,6 +80,7 @@
 
 mod config;
 mod exinfo;
+mod faults;
 mod firehose;
 mod generator;
 mod http;
@@ -102,8 +106,8 @@ mod handle;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use thiserror::Error;
@@ -120,6 +124,7 @@ pub use market::{PERPETUAL_DELIVERY_MS, SymbolStatus};
 pub use refagg::{RefKline, RefTrade, Scales, aggregate};
 pub use tls::{TlsError, TlsMaterial};
 
+use faults::RestFaults;
 use hub::Hub;
 use market::{Market, Retention, TradeSource};
 use ratelimit::RateLimiter;
@@ -163,36 +168,6 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Injectable REST faults (atomics: set by the handle, read by connection threads).
-#[derive(Debug)]
-struct Faults {
-    rest_latency_us: AtomicU64,
-    rest_errors_left: AtomicU64,
-    rest_error_ppm: AtomicU64,
-    rng: Mutex<SimRng>,
-}
-
-impl Faults {
-    fn rest_latency(&self) -> Duration {
-        Duration::from_micros(self.rest_latency_us.load(Ordering::Relaxed))
-    }
-
-    /// True when this request should get an injected 5xx.
-    fn take_rest_error(&self) -> bool {
-        let left = self.rest_errors_left.load(Ordering::Relaxed);
-        if left > 0
-            && self
-                .rest_errors_left
-                .compare_exchange(left, left - 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return true;
-        }
-        let ppm = self.rest_error_ppm.load(Ordering::Relaxed);
-        ppm > 0 && self.rng.lock().below(1_000_000) < ppm
-    }
-}
-
 /// State shared by every simulator thread.
 #[derive(Debug)]
 struct Shared {
@@ -200,7 +175,7 @@ struct Shared {
     market: Mutex<Market>,
     hub: Hub,
     limiter: Mutex<RateLimiter>,
-    faults: Faults,
+    faults: RestFaults,
     shutdown: AtomicBool,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -242,12 +217,7 @@ impl Sim {
                 cfg.rejections_before_ban,
                 cfg.ban_durations.clone(),
             )),
-            faults: Faults {
-                rest_latency_us: AtomicU64::new(cfg.rest_latency.as_micros() as u64),
-                rest_errors_left: AtomicU64::new(0),
-                rest_error_ppm: AtomicU64::new(0),
-                rng: Mutex::new(SimRng::new(cfg.seed ^ 0xE220)),
-            },
+            faults: RestFaults::new(&cfg),
             market: Mutex::new(market),
             hub: Hub::default(),
             shutdown: AtomicBool::new(false),

@@ -63,7 +63,7 @@ pub fn handle(shared: &Shared, req: &Request, ip: IpAddr) -> Response {
 
 /// An allowed request: an injected 5xx or the real answer.
 fn serve(shared: &Shared, req: &Request, now: i64) -> Response {
-    if shared.faults.take_rest_error() {
+    if shared.faults.take_error() {
         shared.hub.counters.rest_5xx.fetch_add(1, Ordering::Relaxed);
         let msg = "Internal error; unable to process your request. Please try again.";
         return http::error(503, -1001, msg);
