@@ -219,13 +219,25 @@ fn agg_trades_rules() {
         500,
         "default limit, most recent"
     );
-    let (s, e) = (truth[0].time_ms, truth[0].time_ms + 3_600_001);
-    let g = get(
-        &a,
-        &sim,
-        &format!("/fapi/v1/aggTrades?symbol=BTCUSDT&startTime={s}&endTime={e}"),
-    );
-    assert_eq!(g.body["code"], -1127);
+    let s = truth[0].time_ms;
+    for (span, code) in [
+        (3_600_001, Some(-1127)),
+        (3_600_000, Some(-1127)),
+        (3_599_999, None),
+    ] {
+        let e = s + span;
+        let g = get(
+            &a,
+            &sim,
+            &format!("/fapi/v1/aggTrades?symbol=BTCUSDT&startTime={s}&endTime={e}"),
+        );
+        assert_eq!(
+            g.body["code"].as_i64(),
+            code,
+            "span {span} ms must be under one hour"
+        );
+        assert_eq!(g.status, if code.is_some() { 400 } else { 200 });
+    }
     let e = truth[5].time_ms;
     let g = get(
         &a,
@@ -241,6 +253,64 @@ fn agg_trades_rules() {
         get(&a, &sim, "/fapi/v1/aggTrades?symbol=BTCUSDT&limit=1001").body["code"],
         -1130
     );
+}
+
+/// Retention shortened to one minute (default: 30): the 1s klines and aggTrades of evicted time
+/// are never served as a quiet market — the 1m klines there still carry the real trades.
+#[test]
+fn evicted_time_is_absent_not_flat() {
+    let sim = start(
+        cfg()
+            .with_history(Duration::from_secs(150))
+            .with_trade_retention(Duration::from_secs(60)),
+    );
+    let a = agent();
+    sim.delist_symbol("BTCUSDT").unwrap(); // its trades stop: the kept range holds still
+    let kept = sim
+        .trades_kept_from_ms("BTCUSDT")
+        .expect("older trades were evicted");
+    let oldest = sim.trades("BTCUSDT")[0].agg_id;
+    let q = |query: String| get(&a, &sim, &format!("/fapi/v1/{query}"));
+    let m1 = q(format!(
+        "klines?symbol=BTCUSDT&interval=1m&startTime={}&limit=1",
+        kept - 60_000
+    ));
+    assert!(m1.body[0][8].as_u64().unwrap() > 0, "the minute had trades");
+    let evicted_1s = q(format!(
+        "klines?symbol=BTCUSDT&interval=1s&startTime={}&endTime={}",
+        kept - 20_000,
+        kept - 1
+    ));
+    assert_eq!(evicted_1s.status, 200);
+    assert_eq!(evicted_1s.body, serde_json::json!([]), "no flat 1s klines");
+    let from = q(format!(
+        "klines?symbol=BTCUSDT&interval=1s&startTime={}&limit=5",
+        kept - 20_000
+    ));
+    assert_eq!(
+        from.body[0][0].as_i64(),
+        Some(kept),
+        "1s klines resume where kept"
+    );
+    for query in [
+        "fromId=1".to_string(),
+        format!("fromId={}", oldest - 1),
+        format!("startTime={}&endTime={}", kept - 10_000, kept + 10_000),
+        format!("endTime={}", kept - 1),
+    ] {
+        let g = q(format!("aggTrades?symbol=BTCUSDT&{query}"));
+        assert_eq!(
+            (g.status, g.body["code"].as_i64()),
+            (400, Some(-1130)),
+            "{query}"
+        );
+        let msg = g.body["msg"].as_str().unwrap();
+        assert!(msg.contains(&format!("before id {oldest} ")), "{msg}");
+    }
+    let since = q(format!("aggTrades?symbol=BTCUSDT&startTime={kept}&limit=2"));
+    assert_eq!(since.body[0]["a"].as_u64(), Some(oldest));
+    let by_id = q(format!("aggTrades?symbol=BTCUSDT&fromId={oldest}&limit=2"));
+    assert_eq!(by_id.body[0]["a"].as_u64(), Some(oldest));
 }
 
 #[test]

@@ -416,6 +416,75 @@ fn faults_skip_duplicate_malformed_drop_stall() {
     }
 }
 
+/// The run-time fault flags (`--skip-ids-every`, `--duplicate-ids-every`, `--malformed-every`,
+/// `--rest-error-every`) reach live clients; one symbol, so the random pick is BTCUSDT.
+#[test]
+fn periodic_stream_and_rest_faults() {
+    let ms = Duration::from_millis;
+    let sim = start(
+        cfg()
+            .with_symbols(1)
+            .with_trade_rate(1500)
+            .with_skip_ids_every(Some(ms(300)))
+            .with_duplicate_ids_every(Some(ms(300)))
+            .with_fault_ids(2)
+            .with_malformed_every(Some(ms(400)))
+            .with_rest_error_every(Some(ms(200))),
+    );
+    let mut ws = connect(&format!("{}/market/ws/btcusdt@aggTrade", sim.ws_url()));
+    let (mut gap, mut dup, mut broken, mut prev) = (false, false, false, None);
+    let deadline = Instant::now() + 8 * SEC;
+    while !(gap && dup && broken) && Instant::now() < deadline {
+        let Next::Text(text) = next(&mut ws, SEC) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            broken = true;
+            continue;
+        };
+        let Some(a) = v["a"].as_u64() else { continue };
+        if let Some(p) = prev {
+            gap |= a > p + 1;
+            dup |= a == p;
+        }
+        prev = Some(a);
+    }
+    assert!(gap, "--skip-ids-every: a jump in a");
+    assert!(dup, "--duplicate-ids-every: a repeated a");
+    assert!(broken, "--malformed-every: a frame that is not JSON");
+    let a = agent();
+    let deadline = Instant::now() + 3 * SEC;
+    let mut saw_503 = false;
+    while !saw_503 && Instant::now() < deadline {
+        saw_503 = get(&a, &sim, "/fapi/v1/ping").status == 503;
+        std::thread::sleep(ms(40));
+    }
+    assert!(saw_503, "--rest-error-every: a 503");
+}
+
+/// `--stall-every` / `--stall-for`: the connection goes silent (frames discarded), then resumes.
+#[test]
+fn periodic_stalls() {
+    let ms = Duration::from_millis;
+    let sim = start(
+        cfg()
+            .with_symbols(1)
+            .with_trade_rate(1000)
+            .with_stall_every(Some(ms(500)))
+            .with_stall_for(ms(300)),
+    );
+    let mut ws = connect(&format!("{}/market/ws/btcusdt@aggTrade", sim.ws_url()));
+    let deadline = Instant::now() + 5 * SEC;
+    while sim.counters().frames_dropped_stalled == 0 && Instant::now() < deadline {
+        let _ = next(&mut ws, ms(100));
+    }
+    assert!(
+        sim.counters().frames_dropped_stalled > 0,
+        "frames were held back"
+    );
+    assert_eq!(agg_ids(&mut ws, 3, false).len(), 3, "data resumes");
+}
+
 #[test]
 fn subscription_log_orders_events() {
     let sim = start(cfg());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use klagg_shards::wire::duration::{self, DurationError, Numbers};
 
-use super::config::{FirehoseConfig, ReplaySource, SimConfig};
+use super::config::{DEFAULT_TRADE_RETENTION_MAX, FirehoseConfig, ReplaySource, SimConfig};
 use super::{Sim, SimHandle};
 use crate::replay::symbol_from_file_name;
 
@@ -82,14 +82,40 @@ pub struct SimArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub settle_delay: Duration,
     /// List a new symbol this often.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
     pub list_every: Option<Duration>,
     /// Delist a random trading symbol this often.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
     pub delist_every: Option<Duration>,
     /// Drop every WebSocket connection this often.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
     pub disconnect_every: Option<Duration>,
+    /// Answer the next REST request with 503 {"code":-1001} this often.
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
+    pub rest_error_every: Option<Duration>,
+    /// Answer this fraction of REST requests (0 to 1, e.g. 0.05) with 503 {"code":-1001}.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.0, value_parser = parse_ratio)]
+    pub rest_error_ratio: f64,
+    /// Stall every WebSocket connection (open but silent: no data, no pings) this often.
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
+    pub stall_every: Option<Duration>,
+    /// How long each --stall-every stall lasts.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_period)]
+    pub stall_for: Duration,
+    /// Send a malformed frame to every WebSocket connection this often (truncated JSON,
+    /// non-JSON text, binary garbage in turn).
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
+    pub malformed_every: Option<Duration>,
+    /// Withhold the next --fault-ids aggTrades of a random active symbol from its stream this
+    /// often (REST keeps them: a jump in `a`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
+    pub skip_ids_every: Option<Duration>,
+    /// Send the next --fault-ids aggTrades of a random active symbol twice this often.
+    #[arg(long, value_name = "DURATION", value_parser = parse_period)]
+    pub duplicate_ids_every: Option<Duration>,
+    /// aggTrades skipped or duplicated each time by --skip-ids-every / --duplicate-ids-every.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = parse_count)]
+    pub fault_ids: usize,
     /// Replay recorded aggTrades (data.binance.vision CSV or REST JSON) as live symbols:
     /// FILE (symbol from the file name) or SYMBOL=FILE.
     #[arg(long, num_args = 1.., value_name = "FILE")]
@@ -97,9 +123,14 @@ pub struct SimArgs {
     /// Replay speed factor (1 = real pace, klines line up with the recording's minutes).
     #[arg(long, default_value_t = 1.0)]
     pub replay_speed: f64,
-    /// Trades kept per symbol (older whole minutes live on as 1m summaries).
-    #[arg(long, default_value_t = 20_000)]
-    pub trade_retention: usize,
+    /// Keep each symbol's trades of this last stretch of time (never fewer than its newest 1000);
+    /// older minutes live on as 1m summaries: no 1s klines there, aggTrades refused (-1130).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_period)]
+    pub trade_retention: Duration,
+    /// Memory guard: at most this many trades kept per symbol (48 bytes each), whatever
+    /// --trade-retention says.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRADE_RETENTION_MAX, value_parser = parse_count)]
+    pub trade_retention_max: usize,
     /// 1m summaries kept per symbol.
     #[arg(long, default_value_t = 1440)]
     pub archive_minutes: usize,
@@ -158,6 +189,7 @@ impl SimArgs {
             listing_delay: self.listing_delay,
             settle_delay: self.settle_delay,
             trade_retention: self.trade_retention,
+            trade_retention_max: self.trade_retention_max,
             archive_minutes: self.archive_minutes,
             tls: self.tls,
             replay,
@@ -169,9 +201,23 @@ impl SimArgs {
             outbound_queue_capacity: SimConfig::default().outbound_queue_capacity,
             ws_data_delay_max: Duration::ZERO,
             max_connections: self.max_connections,
+            ..SimConfig::default()
         };
+        let cfg = self.with_faults(cfg);
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The run-time fault flags beyond listings, delistings and disconnects.
+    fn with_faults(&self, cfg: SimConfig) -> SimConfig {
+        cfg.with_rest_error_every(self.rest_error_every)
+            .with_rest_error_ratio(self.rest_error_ratio)
+            .with_stall_every(self.stall_every)
+            .with_stall_for(self.stall_for)
+            .with_malformed_every(self.malformed_every)
+            .with_skip_ids_every(self.skip_ids_every)
+            .with_duplicate_ids_every(self.duplicate_ids_every)
+            .with_fault_ids(self.fault_ids as u64)
     }
 }
 
@@ -198,6 +244,33 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         DurationError::OutOfRange => format!("duration out of range: {s:?}"),
     })
+}
+
+/// A positive duration (periods, windows): [`parse_duration`] refusing zero.
+pub fn parse_period(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("must be positive, got {:?}", s.trim()));
+    }
+    Ok(d)
+}
+
+/// A fraction from 0 to 1.
+pub fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        Ok(_) => Err(format!("must be between 0 and 1, got {:?}", s.trim())),
+        Err(_) => Err(format!("not a number: {:?}", s.trim())),
+    }
+}
+
+/// A positive whole number.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("not a whole number: {:?}", s.trim())),
+    }
 }
 
 /// Entry point of `klagg sim`.
@@ -333,5 +406,84 @@ mod tests {
         assert_eq!(cfg.ping_interval, Duration::from_secs(1));
         let bad = Wrap::parse_from(["x", "--replay", "trades.csv"]);
         assert!(bad.args.to_config().is_err());
+    }
+
+    #[test]
+    fn fault_and_retention_flags() {
+        let w = Wrap::parse_from([
+            "x",
+            "--rest-error-every",
+            "2s",
+            "--rest-error-ratio",
+            "0.05",
+            "--stall-every",
+            "1m",
+            "--stall-for",
+            "250ms",
+            "--malformed-every",
+            "30s",
+            "--skip-ids-every",
+            "10s",
+            "--duplicate-ids-every",
+            "15s",
+            "--fault-ids",
+            "7",
+            "--trade-retention",
+            "1h",
+            "--trade-retention-max",
+            "5000",
+        ]);
+        let cfg = w.args.to_config().unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(cfg.rest_error_every, Some(s(2)));
+        assert_eq!(cfg.rest_error_ratio, 0.05);
+        assert_eq!(
+            (cfg.stall_every, cfg.stall_for),
+            (Some(s(60)), Duration::from_millis(250))
+        );
+        assert_eq!(cfg.malformed_every, Some(s(30)));
+        assert_eq!(
+            (cfg.skip_ids_every, cfg.duplicate_ids_every, cfg.fault_ids),
+            (Some(s(10)), Some(s(15)), 7)
+        );
+        assert_eq!(
+            (cfg.trade_retention, cfg.trade_retention_max),
+            (s(3600), 5000)
+        );
+        let defaults = Wrap::parse_from(["x"]).args.to_config().unwrap();
+        assert_eq!(defaults.trade_retention, s(1800));
+        assert_eq!(
+            (defaults.stall_every, defaults.rest_error_ratio),
+            (None, 0.0)
+        );
+    }
+
+    #[test]
+    fn bad_fault_values_are_refused_with_the_reason() {
+        for (flag, value, reason) in [
+            ("--stall-every", "0s", "must be positive"),
+            ("--disconnect-every", "0", "must be positive"),
+            ("--malformed-every", "5x", "unknown duration unit"),
+            ("--skip-ids-every", "soon", "not a duration"),
+            ("--rest-error-ratio", "1.5", "must be between 0 and 1"),
+            ("--rest-error-ratio", "NaN", "must be between 0 and 1"),
+            ("--rest-error-ratio", "lots", "not a number"),
+            ("--fault-ids", "0", "must be at least 1"),
+            ("--trade-retention", "0m", "must be positive"),
+            ("--trade-retention-max", "many", "not a whole number"),
+        ] {
+            let err = Wrap::try_parse_from(["x", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(flag) && err.contains(reason),
+                "{flag} {value}: {err}"
+            );
+        }
+        let zero = SimConfig::default().with_duplicate_ids_every(Some(Duration::ZERO));
+        assert_eq!(
+            zero.validate(),
+            Err("duplicate_ids_every must be positive".into())
+        );
     }
 }

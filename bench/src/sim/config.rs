@@ -45,8 +45,14 @@ pub struct SimConfig {
     pub listing_delay: Duration,
     /// A delisted symbol stays SETTLING this long before it is CLOSE.
     pub settle_delay: Duration,
-    /// Trades kept per symbol for REST and klines; older whole minutes live on as 1m summaries.
-    pub trade_retention: usize,
+    /// Trades of this last stretch of time are kept per symbol (counted back from its newest
+    /// trade; never fewer than its newest 1000) for 1s klines, aggTrades REST and ground truth;
+    /// older whole minutes live on as 1m summaries. Evicted time gets no 1s klines at all and
+    /// aggTrades queries reaching into it are refused (-1130).
+    pub trade_retention: Duration,
+    /// Memory guard: at most this many trades kept per symbol (plus the rest of the oldest kept
+    /// minute) whatever `trade_retention` says; 48 bytes each.
+    pub trade_retention_max: usize,
     /// 1m summaries kept per symbol (minutes with trades; 1440 covers ticker/24hr).
     pub archive_minutes: usize,
     /// Serve `https://` and `wss://` behind a generated certificate.
@@ -61,6 +67,23 @@ pub struct SimConfig {
     pub delist_every: Option<Duration>,
     /// Drop every WebSocket connection this often (None: never).
     pub disconnect_every: Option<Duration>,
+    /// Answer the next REST request with 503 `{"code":-1001}` this often (None: never).
+    pub rest_error_every: Option<Duration>,
+    /// Answer this fraction (0.0–1.0) of REST requests with 503 from the start (seeded).
+    pub rest_error_ratio: f64,
+    /// Stall every WebSocket connection (open but silent) this often (None: never)…
+    pub stall_every: Option<Duration>,
+    /// …for this long each time.
+    pub stall_for: Duration,
+    /// Send a malformed frame to every WebSocket connection this often (None: never); truncated
+    /// aggTrade JSON, non-JSON text and a binary frame in turn.
+    pub malformed_every: Option<Duration>,
+    /// Withhold `fault_ids` aggTrades of a random active symbol from the stream this often.
+    pub skip_ids_every: Option<Duration>,
+    /// Send `fault_ids` aggTrades of a random active symbol twice this often.
+    pub duplicate_ids_every: Option<Duration>,
+    /// aggTrades withheld or duplicated each time (`skip_ids_every`, `duplicate_ids_every`).
+    pub fault_ids: u64,
     /// Benchmark mode: aggTrade subscriptions receive generated frames as fast as possible.
     pub firehose: Option<FirehoseConfig>,
     /// Outbound frames queued per connection before it is dropped as a slow client.
@@ -116,7 +139,8 @@ impl Default for SimConfig {
             kline_final_delay: Duration::from_secs(2),
             listing_delay: Duration::from_secs(2),
             settle_delay: Duration::from_secs(5),
-            trade_retention: 20_000,
+            trade_retention: DEFAULT_TRADE_RETENTION,
+            trade_retention_max: DEFAULT_TRADE_RETENTION_MAX,
             archive_minutes: 1440,
             tls: false,
             replay: Vec::new(),
@@ -124,6 +148,14 @@ impl Default for SimConfig {
             list_every: None,
             delist_every: None,
             disconnect_every: None,
+            rest_error_every: None,
+            rest_error_ratio: 0.0,
+            stall_every: None,
+            stall_for: Duration::from_secs(30),
+            malformed_every: None,
+            skip_ids_every: None,
+            duplicate_ids_every: None,
+            fault_ids: 3,
             firehose: None,
             outbound_queue_capacity: 65_536,
             ws_data_delay_max: Duration::ZERO,
@@ -181,7 +213,9 @@ with! {
     /// Set `settle_delay`.
     with_settle_delay: settle_delay: Duration;
     /// Set `trade_retention`.
-    with_trade_retention: trade_retention: usize;
+    with_trade_retention: trade_retention: Duration;
+    /// Set `trade_retention_max`.
+    with_trade_retention_max: trade_retention_max: usize;
     /// Set `archive_minutes`.
     with_archive_minutes: archive_minutes: usize;
     /// Set `tls`.
@@ -196,6 +230,22 @@ with! {
     with_delist_every: delist_every: Option<Duration>;
     /// Set `disconnect_every`.
     with_disconnect_every: disconnect_every: Option<Duration>;
+    /// Set `rest_error_every`.
+    with_rest_error_every: rest_error_every: Option<Duration>;
+    /// Set `rest_error_ratio`.
+    with_rest_error_ratio: rest_error_ratio: f64;
+    /// Set `stall_every`.
+    with_stall_every: stall_every: Option<Duration>;
+    /// Set `stall_for`.
+    with_stall_for: stall_for: Duration;
+    /// Set `malformed_every`.
+    with_malformed_every: malformed_every: Option<Duration>;
+    /// Set `skip_ids_every`.
+    with_skip_ids_every: skip_ids_every: Option<Duration>;
+    /// Set `duplicate_ids_every`.
+    with_duplicate_ids_every: duplicate_ids_every: Option<Duration>;
+    /// Set `fault_ids`.
+    with_fault_ids: fault_ids: u64;
     /// Set `firehose`.
     with_firehose: firehose: Option<FirehoseConfig>;
     /// Set `outbound_queue_capacity`.
@@ -208,6 +258,12 @@ with! {
 
 /// Largest supported market.
 pub const MAX_SYMBOLS: usize = 2000;
+/// Default `trade_retention`: 30 minutes covers the default 10 minutes of `klagg sim` history
+/// and a 1000-bar 1s backfill (16 min 40 s) at any time of a run.
+pub const DEFAULT_TRADE_RETENTION: Duration = Duration::from_secs(30 * 60);
+/// Default `trade_retention_max`: 2 M trades (96 MB) per symbol, above what the busiest symbol
+/// trades in 30 minutes at `--trade-rate 1000`.
+pub const DEFAULT_TRADE_RETENTION_MAX: usize = 2_000_000;
 
 impl SimConfig {
     /// Check the values `Sim::start` relies on; returns a message for the first bad one.
@@ -218,14 +274,40 @@ impl SimConfig {
         if self.ban_durations.is_empty() {
             return Err("ban_durations must not be empty".into());
         }
-        if self.trade_retention == 0 || self.outbound_queue_capacity == 0 {
-            return Err("trade_retention and outbound_queue_capacity must be positive".into());
+        if self.trade_retention.is_zero() || self.trade_retention_max == 0 {
+            return Err("trade_retention and trade_retention_max must be positive".into());
+        }
+        if self.outbound_queue_capacity == 0 {
+            return Err("outbound_queue_capacity must be positive".into());
         }
         if self.ping_interval.is_zero() || self.kline_update_interval.is_zero() {
             return Err("ping_interval and kline_update_interval must be positive".into());
         }
         if self.replay_speed.is_nan() || self.replay_speed <= 0.0 {
             return Err("replay_speed must be positive".into());
+        }
+        self.validate_faults()
+    }
+
+    fn validate_faults(&self) -> Result<(), String> {
+        let periods = [
+            ("list_every", self.list_every),
+            ("delist_every", self.delist_every),
+            ("disconnect_every", self.disconnect_every),
+            ("rest_error_every", self.rest_error_every),
+            ("stall_every", self.stall_every),
+            ("malformed_every", self.malformed_every),
+            ("skip_ids_every", self.skip_ids_every),
+            ("duplicate_ids_every", self.duplicate_ids_every),
+        ];
+        if let Some((name, _)) = periods.iter().find(|(_, d)| d.is_some_and(|d| d.is_zero())) {
+            return Err(format!("{name} must be positive"));
+        }
+        if !(0.0..=1.0).contains(&self.rest_error_ratio) {
+            return Err("rest_error_ratio must be between 0 and 1".into());
+        }
+        if self.stall_for.is_zero() || self.fault_ids == 0 {
+            return Err("stall_for and fault_ids must be positive".into());
         }
         Ok(())
     }

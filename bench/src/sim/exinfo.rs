@@ -34,13 +34,13 @@ fn symbol(b: &Book) -> ExchangeSymbol<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::market::{SymbolStatus, TradeSource};
+    use super::super::market::{Retention, SymbolStatus, TradeSource};
     use super::super::universe;
     use super::*;
 
     #[test]
     fn valid_json_with_filters() {
-        let mut m = Market::new(10, 10);
+        let mut m = Market::new(Retention::KEEP_ALL, 10);
         for s in universe::build(3, 1) {
             m.add(s, SymbolStatus::Trading, 1, TradeSource::Synthetic);
         }

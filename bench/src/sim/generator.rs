@@ -2,13 +2,14 @@
 //! and the periodic publishers. Each loop it produces the trades that are due (virtual 10 ms
 //! ticks, so a seed fixes the trades relative to start), appends them to the store, publishes
 //! aggTrade frames (honouring skip/duplicate faults), runs lifecycle changes, kline and
-//! mini-ticker pushes, and the `--list-every` / `--delist-every` / `--disconnect-every` faults.
+//! mini-ticker pushes, and the periodic faults (`--list-every` … `--duplicate-ids-every`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::faults::{self, FaultSchedule, PeriodicFault};
 use super::market::{Market, SymbolStatus, TradeSource};
 use super::publish::{self, KlinePublisher};
 use super::render::{self, StoredTrade};
@@ -33,9 +34,8 @@ pub struct Generator {
     next_tick_ms: i64,
     next_kline_ms: i64,
     next_ticker_ms: i64,
-    next_list_ms: Option<i64>,
-    next_delist_ms: Option<i64>,
-    next_disconnect_ms: Option<i64>,
+    schedule: FaultSchedule,
+    malformed_sent: u64,
 }
 
 /// A trade ready to send: stream, payload and how many copies (0 = withheld, 2 = duplicated).
@@ -45,12 +45,6 @@ impl Generator {
     /// Build the generator and produce `history` of trades before `start_ms` (not published).
     pub fn new(shared: Arc<Shared>, replay: Vec<ReplayCursor>, start_ms: i64) -> Self {
         let cfg = &shared.cfg;
-        let every = |d: Option<Duration>| d.map(|d| start_ms + d.as_millis() as i64);
-        let (list, delist, disconnect) = (
-            every(cfg.list_every),
-            every(cfg.delist_every),
-            every(cfg.disconnect_every),
-        );
         let history_ms = cfg.history.as_millis() as i64;
         let mut g = Generator {
             synth: Synth::new(cfg.seed, cfg.trade_rate),
@@ -59,9 +53,8 @@ impl Generator {
             next_tick_ms: (start_ms - history_ms).div_euclid(TICK_MS) * TICK_MS,
             next_kline_ms: start_ms,
             next_ticker_ms: start_ms,
-            next_list_ms: list,
-            next_delist_ms: delist,
-            next_disconnect_ms: disconnect,
+            schedule: FaultSchedule::new(cfg, start_ms),
+            malformed_sent: 0,
             replay,
             shared,
         };
@@ -166,42 +159,65 @@ impl Generator {
     }
 
     fn periodic_faults(&mut self, now: i64) {
-        let cfg = self.shared.cfg.clone();
-        if let Some(t) = self.next_list_ms.filter(|t| *t <= now) {
-            self.next_list_ms = cfg.list_every.map(|d| t + d.as_millis() as i64);
-            let taken: HashSet<String> = self
-                .shared
-                .market
-                .lock()
-                .books
-                .iter()
-                .map(|b| b.spec.name.clone())
-                .collect();
-            let spec = universe::new_listing(&mut self.fault_rng, &taken);
-            let _ = list_spec(&self.shared, spec, now);
+        for fault in self.schedule.due(now) {
+            self.fire(fault, now);
         }
-        if let Some(t) = self.next_delist_ms.filter(|t| *t <= now) {
-            self.next_delist_ms = cfg.delist_every.map(|d| t + d.as_millis() as i64);
-            let trading: Vec<String> = {
-                let m = self.shared.market.lock();
-                m.books
-                    .iter()
-                    .filter(|b| {
-                        b.status == SymbolStatus::Trading && b.source == TradeSource::Synthetic
-                    })
-                    .map(|b| b.spec.name.clone())
-                    .collect()
-            };
-            if !trading.is_empty() {
-                let pick = &trading[self.fault_rng.below(trading.len() as u64) as usize];
-                let _ = delist(&self.shared, pick, now);
+    }
+
+    fn fire(&mut self, fault: PeriodicFault, now: i64) {
+        let shared = &*self.shared;
+        match fault {
+            PeriodicFault::List => self.list_random(now),
+            PeriodicFault::Delist => self.delist_random(now),
+            PeriodicFault::Disconnect => {
+                faults::drop_connections(shared, None);
+            }
+            PeriodicFault::RestError => faults::inject_rest_errors(shared, 1),
+            PeriodicFault::Stall => {
+                let until = now.saturating_add(shared.cfg.stall_for.as_millis() as i64);
+                faults::stall_connections(shared, None, until);
+            }
+            PeriodicFault::Malformed => {
+                let frame = faults::malformed_kind(self.malformed_sent);
+                self.malformed_sent += 1;
+                faults::send_malformed(shared, None, &frame);
+            }
+            PeriodicFault::SkipIds | PeriodicFault::DuplicateIds => {
+                let pick = faults::pick_active(&shared.market.lock(), &mut self.fault_rng, now);
+                if let Some(symbol) = pick {
+                    let duplicate = fault == PeriodicFault::DuplicateIds;
+                    let _ =
+                        faults::disturb_agg_ids(shared, &symbol, shared.cfg.fault_ids, duplicate);
+                }
             }
         }
-        if let Some(t) = self.next_disconnect_ms.filter(|t| *t <= now) {
-            self.next_disconnect_ms = cfg.disconnect_every.map(|d| t + d.as_millis() as i64);
-            self.shared
-                .hub
-                .with_ctl(None, |c| c.kill.store(true, Ordering::Relaxed));
+    }
+
+    fn list_random(&mut self, now: i64) {
+        let taken: HashSet<String> = self
+            .shared
+            .market
+            .lock()
+            .books
+            .iter()
+            .map(|b| b.spec.name.clone())
+            .collect();
+        let spec = universe::new_listing(&mut self.fault_rng, &taken);
+        let _ = list_spec(&self.shared, spec, now);
+    }
+
+    fn delist_random(&mut self, now: i64) {
+        let trading: Vec<String> = {
+            let m = self.shared.market.lock();
+            m.books
+                .iter()
+                .filter(|b| b.status == SymbolStatus::Trading && b.source == TradeSource::Synthetic)
+                .map(|b| b.spec.name.clone())
+                .collect()
+        };
+        if !trading.is_empty() {
+            let pick = &trading[self.fault_rng.below(trading.len() as u64) as usize];
+            let _ = delist(&self.shared, pick, now);
         }
     }
 }

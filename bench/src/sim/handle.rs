@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::generator;
 use super::hub::{ConnInfo, MalformedFrame, SubEvent};
 use super::interval::Interval;
 use super::market::SymbolStatus;
@@ -16,6 +15,7 @@ use super::refagg::{RefKline, RefTrade};
 use super::render::fixed;
 use super::tls::TlsMaterial;
 use super::{Shared, SimError, now_ms, universe};
+use super::{faults, generator};
 
 /// A symbol as exchangeInfo describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +192,13 @@ impl SimHandle {
         m.find(symbol).map(|i| m.ref_trades(i)).unwrap_or_default()
     }
 
+    /// Where retention evicted trades of `symbol`: the minute from which every trade is kept
+    /// (1s klines start there). None when nothing was evicted or the symbol is unknown.
+    pub fn trades_kept_from_ms(&self, symbol: &str) -> Option<i64> {
+        let m = self.shared.market.lock();
+        m.find(symbol).and_then(|i| m.books[i].kept_from_ms())
+    }
+
     /// SUBSCRIBE / UNSUBSCRIBE / URL-stream events, oldest first (bounded, see `SUB_LOG_CAPACITY`).
     pub fn subscription_log(&self) -> Vec<SubEvent> {
         self.shared.hub.sub_log()
@@ -248,89 +255,67 @@ impl SimHandle {
     }
 
     /// Drop every WebSocket connection (no close frame). Returns how many.
+    /// `--disconnect-every` does the same periodically.
     pub fn drop_connections(&self) -> usize {
-        self.shared
-            .hub
-            .with_ctl(None, |c| c.kill.store(true, Ordering::Relaxed))
+        faults::drop_connections(&self.shared, None)
     }
 
     /// Drop one WebSocket connection by id; false if it is not open.
     pub fn drop_connection(&self, id: u64) -> bool {
-        self.shared
-            .hub
-            .with_ctl(Some(id), |c| c.kill.store(true, Ordering::Relaxed))
-            > 0
+        faults::drop_connections(&self.shared, Some(id)) > 0
     }
 
     /// Keep every WebSocket connection open but silent (no data, no pings, requests unread)
     /// for `d`; frames due meanwhile are discarded. Returns how many.
+    /// `--stall-every` / `--stall-for` do the same periodically.
     pub fn stall_connections(&self, d: Duration) -> usize {
-        let until = now_ms() + d.as_millis() as i64;
-        self.shared
-            .hub
-            .with_ctl(None, |c| c.stall_until_ms.store(until, Ordering::Relaxed))
+        faults::stall_connections(&self.shared, None, until(d))
     }
 
     /// Stall one connection by id; false if it is not open.
     pub fn stall_connection(&self, id: u64, d: Duration) -> bool {
-        let until = now_ms() + d.as_millis() as i64;
-        self.shared.hub.with_ctl(Some(id), |c| {
-            c.stall_until_ms.store(until, Ordering::Relaxed)
-        }) > 0
+        faults::stall_connections(&self.shared, Some(id), until(d)) > 0
     }
 
     /// Add `d` of latency to every REST response from now on.
     pub fn set_rest_latency(&self, d: Duration) {
         self.shared
             .faults
-            .rest_latency_us
+            .latency_us
             .store(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Answer the next `count` REST requests with 503 `{"code":-1001,…}`.
+    /// `--rest-error-every` does this with a count of one periodically.
     pub fn inject_rest_errors(&self, count: u64) {
-        self.shared
-            .faults
-            .rest_errors_left
-            .store(count, Ordering::Relaxed);
+        faults::inject_rest_errors(&self.shared, count);
     }
 
-    /// Answer this fraction (0.0–1.0) of REST requests with 503 (seeded, deterministic order).
+    /// Answer this fraction (0.0–1.0) of REST requests with 503 (seeded, deterministic order);
+    /// `--rest-error-ratio` sets it at start.
     pub fn set_rest_error_ratio(&self, ratio: f64) {
-        let ppm = (ratio.clamp(0.0, 1.0) * 1e6) as u64;
         self.shared
             .faults
-            .rest_error_ppm
-            .store(ppm, Ordering::Relaxed);
+            .error_ppm
+            .store(faults::ratio_ppm(ratio), Ordering::Relaxed);
     }
 
     /// Send a broken frame to one connection (`Some(id)`) or all. Returns how many got it.
+    /// `--malformed-every` sends one to all periodically.
     pub fn send_malformed_frame(&self, conn: Option<u64>, frame: MalformedFrame) -> usize {
-        self.shared.hub.send_malformed(conn, &frame)
+        faults::send_malformed(&self.shared, conn, &frame)
     }
 
     /// Withhold the next `n` aggTrades of `symbol` from the stream (REST still has them), so
-    /// subscribers see a jump in `a`.
+    /// subscribers see a jump in `a`. `--skip-ids-every` does it for an active symbol.
     pub fn skip_agg_ids(&self, symbol: &str, n: u64) -> Result<(), SimError> {
-        self.with_book(symbol, |b| b.skip_pending += n)
+        faults::disturb_agg_ids(&self.shared, symbol, n, false)
     }
 
     /// Send the next `n` aggTrades of `symbol` twice on the stream.
+    /// `--duplicate-ids-every` does it for an active symbol.
     pub fn duplicate_agg_ids(&self, symbol: &str, n: u64) -> Result<(), SimError> {
-        self.with_book(symbol, |b| b.dup_pending += n)
-    }
-
-    fn with_book(
-        &self,
-        symbol: &str,
-        f: impl FnOnce(&mut super::market::Book),
-    ) -> Result<(), SimError> {
-        let mut m = self.shared.market.lock();
-        let idx = m
-            .find(symbol)
-            .ok_or_else(|| SimError::UnknownSymbol(symbol.to_string()))?;
-        f(&mut m.books[idx]);
-        Ok(())
+        faults::disturb_agg_ids(&self.shared, symbol, n, true)
     }
 
     /// Stop every thread and wait for them (also done by Drop).
@@ -348,6 +333,11 @@ impl SimHandle {
             let _ = t.join();
         }
     }
+}
+
+/// Wall-clock ms `d` from now.
+fn until(d: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Drop for SimHandle {

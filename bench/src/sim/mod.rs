@@ -39,11 +39,24 @@
 //! * SUBSCRIBE beyond `max_streams_per_connection` is refused with error code 2 "too many
 //!   streams". All incoming frames (text, ping, pong) count toward the per-second limit.
 //! * `skip_agg_ids` withholds the next n trades from the stream only (REST has them — what a
-//!   missed message looks like); `duplicate_agg_ids` sends the next n trades twice.
-//! * Retention (memory stays bounded on long runs): `trade_retention` trades per symbol are
-//!   kept (plus the rest of the oldest kept minute); older whole minutes survive as integer 1m
-//!   summaries, `archive_minutes` of them per symbol. Minute-multiple klines stay exact over the
-//!   archive; `1s` klines, `aggTrades` REST and [`SimHandle::trades`] only cover kept trades.
+//!   missed message looks like); `duplicate_agg_ids` sends the next n trades twice. The
+//!   periodic `skip_ids_every` / `duplicate_ids_every` pick a random symbol (seeded) among those
+//!   that traded within the last minute; every periodic fault (`*_every`, `src/sim/faults.rs`)
+//!   calls the same operation as the handle method and first fires one period after start.
+//! * Retention (memory stays bounded on long runs): each symbol keeps its trades of the last
+//!   `trade_retention` (default 30 min, counted back from its newest trade, never fewer than
+//!   its newest 1000), at most `trade_retention_max` of them (default 2 M; plus the rest of the
+//!   oldest kept minute). Older whole minutes survive as integer 1m summaries,
+//!   `archive_minutes` of them per symbol. Memory: 48 bytes per kept trade, about
+//!   `trade_rate` × (`trade_retention` + 1 min) × 48 B in all plus up to 1000 trades per quiet
+//!   symbol (`--trade-rate 1000`, 200 symbols: 2.2 M trades, 124 MB RSS measured); the guard
+//!   caps one symbol at `trade_retention_max` trades plus the rest of a minute. Minute-multiple klines stay exact over the archive. Evicted time is never served as if it
+//!   had no trades: `1s` klines start at the first whole minute still kept (as Binance starts at
+//!   a symbol's first data), and an `aggTrades` query whose answer would include evicted trades
+//!   (`fromId`/`startTime` before the oldest kept trade, or an `endTime`/latest page with fewer
+//!   kept trades than `limit`) is refused with HTTP 400 `{"code":-1130}` naming the parameter
+//!   and the oldest kept id. [`SimHandle::trades`] only covers kept trades;
+//!   [`SimHandle::trades_kept_from_ms`] says where they start.
 //!   `ticker/24hr` and `!miniTicker@arr` use the 1m summaries (one-minute granularity).
 //!
 //! # Determinism
@@ -67,6 +80,7 @@
 
 mod config;
 mod exinfo;
+mod faults;
 mod firehose;
 mod generator;
 mod http;
@@ -92,14 +106,17 @@ mod handle;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicBool;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use thiserror::Error;
 
 pub use cli::{SimArgs, run_cli};
-pub use config::{FirehoseConfig, MAX_SYMBOLS, ReplaySource, SimConfig};
+pub use config::{
+    DEFAULT_TRADE_RETENTION, DEFAULT_TRADE_RETENTION_MAX, FirehoseConfig, MAX_SYMBOLS,
+    ReplaySource, SimConfig,
+};
 pub use handle::{SimCounters, SimHandle, SymbolInfo};
 pub use hub::{ConnInfo, MalformedFrame, Route, SubEvent, SubKind};
 pub use interval::{INTERVALS, Interval};
@@ -107,8 +124,9 @@ pub use market::{PERPETUAL_DELIVERY_MS, SymbolStatus};
 pub use refagg::{RefKline, RefTrade, Scales, aggregate};
 pub use tls::{TlsError, TlsMaterial};
 
+use faults::RestFaults;
 use hub::Hub;
-use market::{Market, TradeSource};
+use market::{Market, Retention, TradeSource};
 use ratelimit::RateLimiter;
 use rng::SimRng;
 
@@ -150,36 +168,6 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Injectable REST faults (atomics: set by the handle, read by connection threads).
-#[derive(Debug)]
-struct Faults {
-    rest_latency_us: AtomicU64,
-    rest_errors_left: AtomicU64,
-    rest_error_ppm: AtomicU64,
-    rng: Mutex<SimRng>,
-}
-
-impl Faults {
-    fn rest_latency(&self) -> Duration {
-        Duration::from_micros(self.rest_latency_us.load(Ordering::Relaxed))
-    }
-
-    /// True when this request should get an injected 5xx.
-    fn take_rest_error(&self) -> bool {
-        let left = self.rest_errors_left.load(Ordering::Relaxed);
-        if left > 0
-            && self
-                .rest_errors_left
-                .compare_exchange(left, left - 1, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return true;
-        }
-        let ppm = self.rest_error_ppm.load(Ordering::Relaxed);
-        ppm > 0 && self.rng.lock().below(1_000_000) < ppm
-    }
-}
-
 /// State shared by every simulator thread.
 #[derive(Debug)]
 struct Shared {
@@ -187,7 +175,7 @@ struct Shared {
     market: Mutex<Market>,
     hub: Hub,
     limiter: Mutex<RateLimiter>,
-    faults: Faults,
+    faults: RestFaults,
     shutdown: AtomicBool,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -216,7 +204,11 @@ impl Sim {
             false => (None, None),
         };
         let start = now_ms();
-        let mut market = Market::new(cfg.trade_retention, cfg.archive_minutes);
+        let retention = Retention {
+            window_ms: i64::try_from(cfg.trade_retention.as_millis()).unwrap_or(i64::MAX),
+            max_trades: cfg.trade_retention_max,
+        };
+        let mut market = Market::new(retention, cfg.archive_minutes);
         let cursors = replay::load(&cfg.replay, &mut market, start, cfg.replay_speed)?;
         add_synthetic(&mut market, &cfg, start);
         let shared = Arc::new(Shared {
@@ -225,12 +217,7 @@ impl Sim {
                 cfg.rejections_before_ban,
                 cfg.ban_durations.clone(),
             )),
-            faults: Faults {
-                rest_latency_us: AtomicU64::new(cfg.rest_latency.as_micros() as u64),
-                rest_errors_left: AtomicU64::new(0),
-                rest_error_ppm: AtomicU64::new(0),
-                rng: Mutex::new(SimRng::new(cfg.seed ^ 0xE220)),
-            },
+            faults: RestFaults::new(&cfg),
             market: Mutex::new(market),
             hub: Hub::default(),
             shutdown: AtomicBool::new(false),

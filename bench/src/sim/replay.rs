@@ -4,12 +4,16 @@
 //! shift at speed 1, so replayed klines line up with the recorded ones) and play at real pace.
 
 use std::collections::HashSet;
+use std::path::Path;
+
+use klagg_shards::kline::{parse_scaled, written_scale};
 
 use super::SimError;
 use super::config::ReplaySource;
 use super::market::{Market, SymbolStatus, TradeSource};
 use super::render::StoredTrade;
 use super::universe::named_spec;
+use crate::replay::ReplayError;
 use crate::replay_files::{FileTrade, read_agg_trades};
 
 const MINUTE_MS: i64 = 60_000;
@@ -84,10 +88,14 @@ fn load_one(
     let qty_dp = rows.iter().map(|r| decimals(&r.qty)).max().unwrap_or(0);
     let trades: Vec<StoredTrade> = rows
         .iter()
-        .map(|r| to_stored(r, price_dp, qty_dp))
-        .collect::<Option<_>>()
-        .ok_or_else(|| bad("number out of range"))?;
-    let spec = named_spec(&src.symbol, price_dp, qty_dp, trades[0].price);
+        .map(|r| to_stored(r, &src.path, price_dp, qty_dp))
+        .collect::<Result<_, _>>()?;
+    let spec = named_spec(
+        &src.symbol,
+        u32::from(price_dp),
+        u32::from(qty_dp),
+        trades[0].price,
+    );
     let idx = market.add(spec, SymbolStatus::Trading, first_ms, TradeSource::Replay);
     // A whole-minute shift keeps replayed klines aligned with the recorded ones.
     let shift = if speed == 1.0 {
@@ -105,25 +113,38 @@ fn load_one(
     })
 }
 
-fn decimals(s: &str) -> u32 {
-    s.split_once('.').map_or(0, |(_, f)| f.len() as u32)
+/// Decimal places a string is written with (the reader checked the syntax and the scale).
+fn decimals(s: &str) -> u8 {
+    written_scale(s.as_bytes()).unwrap_or(0)
 }
 
-/// Decimal string → mantissa at `dp` decimals.
-fn mantissa(s: &str, dp: u32) -> Option<i64> {
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    let padded = format!("{int}{frac:0<width$}", width = dp as usize);
-    padded.parse().ok()
-}
-
-fn to_stored(r: &FileTrade, price_dp: u32, qty_dp: u32) -> Option<StoredTrade> {
-    Some(StoredTrade {
+/// A file record at the symbol's scales; a value that does not fit at them, or a bundle of more
+/// than `u32::MAX` trades, is an error naming file, line and field.
+fn to_stored(
+    r: &FileTrade,
+    path: &Path,
+    price_dp: u8,
+    qty_dp: u8,
+) -> Result<StoredTrade, ReplayError> {
+    let field_error = |field, reason| ReplayError::Field {
+        at: r.location(path),
+        field,
+        reason,
+    };
+    let decimal = |text: &str, dp, field| {
+        parse_scaled(text.as_bytes(), dp).map_err(|e| field_error(field, format!("{text:?}: {e}")))
+    };
+    let count = u32::try_from(r.last_id - r.first_id + 1).map_err(|_| {
+        let reason = format!("bundles more than {} trades", u32::MAX);
+        field_error("last_trade_id", reason)
+    })?;
+    Ok(StoredTrade {
         agg_id: r.agg_id,
         first_id: r.first_id,
         time_ms: r.time_ms,
-        price: mantissa(&r.price, price_dp)?,
-        qty: mantissa(&r.qty, qty_dp)?,
-        count: u32::try_from(r.last_id.checked_sub(r.first_id)? + 1).ok()?,
+        price: decimal(&r.price, price_dp, "price")?,
+        qty: decimal(&r.qty, qty_dp, "quantity")?,
+        count,
         event_delay_ms: 1,
         buyer_maker: r.buyer_maker,
     })
@@ -133,11 +154,58 @@ fn to_stored(r: &FileTrade, price_dp: u32, qty_dp: u32) -> Option<StoredTrade> {
 mod tests {
     use super::*;
 
+    fn file_trade(price: &str, qty: &str) -> FileTrade {
+        FileTrade {
+            agg_id: 1,
+            price: price.into(),
+            qty: qty.into(),
+            first_id: 5,
+            last_id: 7,
+            time_ms: 9,
+            buyer_maker: true,
+            line: 4,
+        }
+    }
+
     #[test]
-    fn mantissas() {
-        assert_eq!(mantissa("0.74760000", 8), Some(74_760_000));
-        assert_eq!(mantissa("1.5", 3), Some(1_500));
-        assert_eq!(mantissa("12", 2), Some(1_200));
+    fn records_at_the_symbol_scales() {
+        let path = Path::new("sp.csv");
+        let t = to_stored(&file_trade("0.74760000", "1.5"), path, 8, 3).unwrap();
+        assert_eq!((t.price, t.qty, t.count), (74_760_000, 1_500, 3));
         assert_eq!(decimals("0.001"), 3);
+        assert_eq!(decimals("12"), 0);
+        let err = to_stored(&file_trade("123456789012.5", "1"), path, 8, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("sp.csv:4: field `price`: \"123456789012.5\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_prices_fail_with_file_line_and_field() {
+        let dir = std::env::temp_dir().join(format!("klagg-sim-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (text, want) in [
+            (
+                "1,1.5,2,3,4,5,true\n2,1x.5,2,5,5,6,true\n",
+                "sp.csv:2: field `price`",
+            ),
+            (
+                "1,-1.5,2,3,4,5,true\n",
+                "sp.csv:1: field `price`: \"-1.5\" is negative",
+            ),
+        ] {
+            let path = dir.join("sp.csv");
+            std::fs::write(&path, text).unwrap();
+            let src = ReplaySource {
+                symbol: "SPUSDT".into(),
+                path,
+            };
+            let mut market = Market::new(super::super::market::Retention::KEEP_ALL, 10);
+            let err = load(&[src], &mut market, 0, 1.0).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
     }
 }

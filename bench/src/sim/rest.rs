@@ -10,7 +10,7 @@ use klagg_shards::wire::rest::{self, RequestError};
 
 use super::http::{self, Request, Response};
 use super::interval::Interval;
-use super::market::{Book, SymbolStatus};
+use super::market::{Book, Evicted, SymbolStatus};
 use super::ratelimit::Verdict;
 use super::{Shared, exinfo, now_ms, render};
 
@@ -63,7 +63,7 @@ pub fn handle(shared: &Shared, req: &Request, ip: IpAddr) -> Response {
 
 /// An allowed request: an injected 5xx or the real answer.
 fn serve(shared: &Shared, req: &Request, now: i64) -> Response {
-    if shared.faults.take_rest_error() {
+    if shared.faults.take_error() {
         shared.hub.counters.rest_5xx.fetch_add(1, Ordering::Relaxed);
         let msg = "Internal error; unable to process your request. Please try again.";
         return http::error(503, -1001, msg);
@@ -178,8 +178,9 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
     let limit = limit(req, AGG_TRADES_LIMIT_DEFAULT, AGG_TRADES_LIMIT_MAX)?;
     let from_id = optional::<u64>(req, "fromId")?;
     let (start, end) = time_range(req)?;
+    // The contract: the span must be under one hour, so exactly 3,600,000 ms is refused.
     if let (Some(s), Some(e)) = (start, end)
-        && e.saturating_sub(s) > AGG_TRADES_MAX_SPAN_MS
+        && e.saturating_sub(s) >= AGG_TRADES_MAX_SPAN_MS
     {
         return Err(http::error(
             400,
@@ -188,7 +189,9 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
         ));
     }
     let market = shared.market.lock();
-    let trades = market.agg_trades(idx, from_id, start, end, limit);
+    let trades = market
+        .agg_trades(idx, from_id, start, end, limit)
+        .map_err(evicted)?;
     let spec = &market.books[idx].spec;
     let mut out = String::with_capacity(16 + trades.len() * 110);
     out.push('[');
@@ -200,6 +203,17 @@ fn agg_trades(shared: &Shared, req: &Request) -> Answer {
     }
     out.push(']');
     Ok(out)
+}
+
+/// An aggTrades query reaching into evicted trades: -1130 naming the parameter, and what is
+/// still kept (the simulator's honest stand-in for Binance's full history).
+fn evicted(e: Evicted) -> Response {
+    let msg = format!(
+        "Data sent for parameter '{}' is not valid: the simulator no longer keeps aggTrades \
+         before id {} (T {}); older ones were evicted (--trade-retention).",
+        e.param, e.oldest_id, e.oldest_ms
+    );
+    http::error(400, -1130, &msg)
 }
 
 fn ticker(shared: &Shared, req: &Request, now: i64) -> Answer {

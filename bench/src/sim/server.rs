@@ -171,7 +171,7 @@ fn next_request(
 /// Answer one REST request; false when the connection must close.
 fn answer(shared: &Shared, stream: &mut ConnStream, req: &http::Request, peer: SocketAddr) -> bool {
     let resp = rest::handle(shared, req, peer.ip());
-    let latency = shared.faults.rest_latency();
+    let latency = shared.faults.latency();
     if !latency.is_zero() {
         std::thread::sleep(latency);
     }

@@ -171,11 +171,12 @@ impl Synth {
 
 #[cfg(test)]
 mod tests {
+    use super::super::market::Retention;
     use super::super::universe;
     use super::*;
 
     fn market(n: usize) -> Market {
-        let mut m = Market::new(100_000, 1440);
+        let mut m = Market::new(Retention::KEEP_ALL, 1440);
         for s in universe::build(n, 3) {
             m.add(s, SymbolStatus::Trading, 0, TradeSource::Synthetic);
         }
