@@ -29,7 +29,7 @@ use crate::config::{Config, RunArgs, Venue};
 use crate::constants::{ACK_CHANNEL_CAPACITY, ACTIVATION_CHANNEL_CAPACITY, SHUTDOWN_DEADLINE_MS};
 use crate::gateway::{self, ApiHealth, GatewayContext, Router};
 use crate::health::HealthReporter;
-use crate::runtime::{available_cores, spawn_control};
+use crate::runtime::{core_ids, spawn_control};
 use crate::shutdown::{Shutdown, StopReason};
 use crate::status::StatusBoard;
 use crate::symbol_manager::registry::RegistryView;
@@ -120,7 +120,7 @@ pub struct RunningApp {
 /// Entry point of `klagg run`: resolve flags, log, start, wait, stop.
 pub fn run(args: RunArgs) -> ExitCode {
     let start = ProcessStart::now();
-    let config = match args.resolve(available_cores()) {
+    let config = match args.resolve(&core_ids()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("klagg run: error: {error}");

@@ -1,6 +1,8 @@
-//! `klagg run` as a process: bad flags and an unreachable venue give one clear error line and a
-//! non-zero exit; `--venue sim` answers on its API right after start, shows its symbols active,
-//! and stops cleanly (exit 0, within 5 s) on SIGTERM and after `--run-for`.
+//! `klagg run` as a process: bad flags (cores the process may not use, simulator knobs out of
+//! range or without `--venue sim`, a bad proxy, a negative duration) and an unreachable venue
+//! give one clear error line and a non-zero exit; `--venue sim` answers on its API right after
+//! start, shows its symbols active, and stops cleanly (exit 0, within 5 s) on SIGTERM and after
+//! `--run-for`.
 
 mod support;
 
@@ -20,18 +22,55 @@ fn error_lines(output: &Output) -> Vec<String> {
 
 #[test]
 fn bad_flags_exit_2_with_one_line() {
-    let cases: [&[&str]; 4] = [
-        &["--venue", "kraken"],
-        &["--intervals", "1m,2m"],
-        &["--run-for", "soon"],
-        &["--shards", "2", "--shard-cores", "1"],
+    let cases: [(&[&str], &str); 13] = [
+        (&["--venue", "kraken"], "--venue"),
+        (&["--intervals", "1m,2m"], "--intervals"),
+        (&["--run-for", "soon"], "--run-for"),
+        (&["--shards", "2", "--shard-cores", "1"], "--shard-cores"),
+        (
+            &["--shard-cores", "99999"],
+            "--shard-cores: core 99999 is not available to this process (allowed: ",
+        ),
+        (
+            &["--control-core", "99999"],
+            "--control-core: core 99999 is not available to this process",
+        ),
+        (
+            &["--venue", "sim", "--sim-symbols", "0"],
+            "--sim-symbols: must be 1..=",
+        ),
+        (
+            &["--venue", "sim", "--sim-symbols", "5000"],
+            "--sim-symbols: must be 1..=2000, not 5000",
+        ),
+        (
+            &["--venue", "sim", "--sim-weight-limit", "0"],
+            "--sim-weight-limit: must be 50..=",
+        ),
+        (
+            &["--venue", "sim", "--sim-trade-rate", "0"],
+            "--sim-trade-rate: must be 1..=",
+        ),
+        (
+            &["--sim-symbols", "5"],
+            "--sim-symbols: only applies to --venue sim (the venue is binance)",
+        ),
+        (
+            &["--proxy", "ftp://x"],
+            "--proxy: \"ftp://x\" must start with http://",
+        ),
+        (
+            &["--close-grace", "-1s"],
+            "--close-grace: \"-1s\" is negative",
+        ),
     ];
-    for flags in cases {
+    for (flags, expected) in cases {
         let output = klagg().arg("run").args(flags).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{flags:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.lines().count(), 1, "{flags:?}: {stderr}");
-        assert!(stderr.starts_with("klagg run: error: --"), "{stderr}");
+        let line = format!("klagg run: error: {expected}");
+        assert!(stderr.starts_with(&line), "{flags:?}: {stderr}");
     }
 }
 
