@@ -49,6 +49,9 @@ pub const REST_WEIGHT_LIMIT_DEFAULT: u64 = 2400;
 pub const REST_BAN_PAUSE_DEFAULT_MS: u64 = 120_000;
 /// The longest pause we accept from a `Retry-After` (a longer one is capped and retried).
 pub const REST_PAUSE_MAX_MS: u64 = 600_000;
+/// The longest single sleep of a REST wait (a 429/418 pause, a budget wait, a back-off); the
+/// client's wait beat runs between the steps, so a thread waiting out a ban still heartbeats.
+pub const REST_WAIT_STEP_MS: u64 = 1_000;
 /// `klines` requests with a limit below this cost weight 1.
 pub const KLINES_WEIGHT1_LIMIT_MAX: u32 = 99;
 
@@ -107,6 +110,10 @@ const _: () = assert!(DISPATCHER_IDLE_WAKE_MS < ACTIVATION_ACK_TIMEOUT_MS);
 const _: () = assert!(KLINES_WEIGHT1_LIMIT_MAX < 100);
 const _: () = assert!(REST_WEIGHT_BUDGET_PERCENT <= 100);
 const _: () = assert!(REST_BACKOFF_BASE_MS <= REST_BACKOFF_MAX_MS);
+// A thread waiting on REST heartbeats well within the warning age.
+const _: () = assert!((REST_WAIT_STEP_MS as i64) * 2 < HEARTBEAT_WARN_MS);
+// One REST attempt ends (timeout) before a heartbeat it held back turns fatal.
+const _: () = assert!((REST_TIMEOUT_MS as i64) < HEARTBEAT_FATAL_MS);
 const _: () = assert!(HEARTBEAT_WARN_MS < HEARTBEAT_FATAL_MS);
 const _: () = assert!(HEALTH_POLL_MS < HEARTBEAT_WARN_MS);
 const _: () = assert!((GATEWAY_RECV_TIMEOUT_MS as u128) * 10 < SHUTDOWN_DEADLINE_MS as u128);
