@@ -227,6 +227,7 @@ pub fn start_app(
             status: boards.status.clone(),
             rest: rest.clone(),
             queue,
+            registry: boards.registry.clone(),
             detector: true,
         }),
         Arc::new(DispatcherHealth {
