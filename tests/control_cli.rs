@@ -1,8 +1,8 @@
 //! `klagg run` as a process: bad flags (cores the process may not use, simulator knobs out of
 //! range or without `--venue sim`, a bad proxy, a negative duration) and an unreachable venue
-//! give one clear error line and a non-zero exit; `--venue sim` answers on its API right after
-//! start, shows its symbols active, and stops cleanly (exit 0, within 5 s) on SIGTERM and after
-//! `--run-for`.
+//! give one clear error line and a non-zero exit; unknown `--symbols` are named in one warning;
+//! `--venue sim` answers on its API right after start, shows its symbols active, and stops
+//! cleanly (exit 0, within 5 s) on SIGTERM and after `--run-for`.
 
 mod support;
 
@@ -72,6 +72,32 @@ fn bad_flags_exit_2_with_one_line() {
         let line = format!("klagg run: error: {expected}");
         assert!(stderr.starts_with(&line), "{flags:?}: {stderr}");
     }
+}
+
+#[test]
+fn unknown_symbols_are_named_in_one_warning() {
+    let flags = [
+        "--symbols",
+        "BTCUSDT,FOOUSDT",
+        "--run-for",
+        "3s",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--log-level",
+        "warn",
+    ];
+    let (output, _) = wait_output(run_sim(3, flags), Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let warnings: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["msg"].as_str().is_some_and(|m| m.contains("--symbols")))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert_eq!(warnings[0]["symbols"], "FOOUSDT (unknown)", "{stderr}");
 }
 
 #[test]

@@ -38,7 +38,9 @@ use slog::{Logger, info, o, warn};
 
 use self::backfiller::{Backfiller, Job, JobKind, JobQueue, PackageBuilder, send_activation};
 use self::detector::Detector;
-use self::exchange::{ExchangeInfo, Listing, Ticker24h, parse_exchange_info, parse_ticker_24h};
+use self::exchange::{
+    ExchangeInfo, Listing, Ticker24h, parse_exchange_info, parse_ticker_24h, unserved_names,
+};
 use self::registry::{Lifecycle, RegistryView};
 pub use self::reporter::SymbolManagerHealth;
 use self::rest::{RestClient, RestError};
@@ -303,6 +305,13 @@ impl Manager {
         let info = self.fetch_exchange_info()?;
         let tickers = self.fetch_tickers();
         let trading = self.classify(&info, &tickers);
+        if let Some(only) = &self.config.filter.only {
+            let ignored = unserved_names(only, &info, epoch_ms());
+            if !ignored.is_empty() {
+                warn!(self.log, "--symbols names symbols the venue does not trade; they are ignored";
+                    "symbols" => ignored.join(","));
+            }
+        }
         let mut jobs = Vec::with_capacity(trading.len());
         let mut registry = self.registry.write();
         for (name, scales, ticker) in &trading {
