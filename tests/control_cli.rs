@@ -1,8 +1,9 @@
 //! `klagg run` as a process: bad flags (cores the process may not use, simulator knobs out of
 //! range or without `--venue sim`, a bad proxy, a negative duration) and an unreachable venue
-//! give one clear error line and a non-zero exit; unknown `--symbols` are named in one warning;
-//! `--venue sim` answers on its API right after start, shows its symbols active, and stops
-//! cleanly (exit 0, within 5 s) on SIGTERM and after `--run-for`.
+//! give one clear error line and exit 2 / 1; `--help` lists the exit codes; unknown `--symbols`
+//! are named in one warning; a stop that cannot commit the store exits 3; `--venue sim` answers
+//! on its API right after start, shows its symbols active, and stops cleanly (exit 0, within
+//! 5 s) on SIGTERM and after `--run-for`.
 
 mod support;
 
@@ -71,6 +72,22 @@ fn bad_flags_exit_2_with_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{flags:?}: {stderr}");
         let line = format!("klagg run: error: {expected}");
         assert!(stderr.starts_with(&line), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let output = klagg().args(["run", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("Exit codes:"), "{help}");
+    for code in [
+        "0  stopped by",
+        "1  fatal error",
+        "2  bad flags",
+        "3  stopped, but",
+    ] {
+        assert!(help.contains(code), "{code}: {help}");
     }
 }
 
@@ -202,4 +219,42 @@ fn run_for_stops_with_exit_0() {
     let first: serde_json::Value = serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
     assert_eq!(first["msg"], "api listening");
     assert!(stderr.contains("\"msg\":\"stopped\""), "{stderr}");
+}
+
+#[test]
+fn a_stop_that_loses_store_rows_exits_3() {
+    let temp = support::TempDir::new("control-cli-unclean");
+    let db = temp.path().join("klagg.db");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let db_flag = db.display().to_string();
+    let flags = [
+        "--listen",
+        &listen,
+        "--db",
+        &db_flag,
+        "--run-for",
+        "5s",
+        "--log-level",
+        "error",
+    ];
+    let child = run_sim(3, flags);
+    let started = Instant::now();
+    while get(port, "/health").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(10), "no API");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another process holds the database's write lock until klagg has exited: the store
+    // writer cannot commit what it received, and the stop says so.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (output, elapsed) = wait_output(child, Duration::from_secs(30));
+    drop(conn);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let lines = error_lines(&output);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("the store"), "{}", lines[0]);
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
 }
