@@ -4,33 +4,35 @@
 //! (their kline output goes to the store writer) → dispatcher → SymbolManager (registers
 //! symbols with the store, runs the history thread) → watchdog; then it waits for
 //! SIGINT/SIGTERM, `--run-for` or a fatal health state, and shuts down within
-//! `SHUTDOWN_DEADLINE_MS`: shards and control threads stop first (shards flush their outboxes),
-//! then the store writer commits everything and exits. Exit codes: 0 after a signal or
-//! `--run-for`, 1 after a fatal error (a bad database included), 2 for bad flags.
+//! `SHUTDOWN_DEADLINE_MS` (`app_stop`): shards and control threads stop first (shards flush
+//! their outboxes), then the store writer commits everything and exits. Exit codes (see
+//! [`ExitStatus`]): 0 after a clean stop on a signal or `--run-for`, 1 after a fatal error (a bad
+//! database included), 2 for bad flags, 3 when the stop lost data (store rows lost, threads
+//! still running at the deadline).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, bounded};
 use klagg_shards::protocol::{
-    KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardCmd, ShardHandle, ShardId,
+    KLINE_OUT_CAPACITY, KlineMsg, SHARD_REPORT_CAPACITY, ShardHandle, ShardId,
 };
 use klagg_shards::shard::{KlineSink, ShardConfig, ShardOutputs, ShardThread, spawn_shard};
 use slog::{Logger, info, o, warn};
 
 use crate::activation_dispatcher::{Dispatcher, DispatcherCore, DispatcherHealth, HandleLink};
+pub use crate::app_stop::{ExitStatus, Stopped};
 use crate::app_store;
 use crate::clock::{ProcessStart, SystemClock};
 use crate::config::{Config, RunArgs, Venue};
-use crate::constants::{ACK_CHANNEL_CAPACITY, ACTIVATION_CHANNEL_CAPACITY, SHUTDOWN_DEADLINE_MS};
+use crate::constants::{ACK_CHANNEL_CAPACITY, ACTIVATION_CHANNEL_CAPACITY};
 use crate::gateway::{self, ApiHealth, GatewayContext, Router};
 use crate::health::HealthReporter;
-use crate::runtime::{available_cores, spawn_control};
-use crate::shutdown::{Shutdown, StopReason};
+use crate::runtime::{core_ids, spawn_control};
+use crate::shutdown::Shutdown;
 use crate::status::StatusBoard;
 use crate::symbol_manager::registry::RegistryView;
 use crate::symbol_manager::rest::{RestClient, WeightBudget};
@@ -111,27 +113,28 @@ pub struct RunningApp {
     pub log: Logger,
     /// The kline store's counters, health and readers (when one is attached).
     pub store: Option<Arc<crate::store::StoreView>>,
-    store_runtime: Option<app_store::StoreRuntime>,
-    shard_threads: Vec<ShardThread>,
-    threads: Vec<(String, JoinHandle<()>)>,
-    sim: Option<klagg_bench::sim::SimHandle>,
+    pub(crate) store_runtime: Option<app_store::StoreRuntime>,
+    pub(crate) shard_threads: Vec<ShardThread>,
+    pub(crate) threads: Vec<(String, JoinHandle<()>)>,
+    pub(crate) sim: Option<klagg_bench::sim::SimHandle>,
 }
 
-/// Entry point of `klagg run`: resolve flags, log, start, wait, stop.
+/// Entry point of `klagg run`: resolve flags, log, start, wait, stop. The exit codes are
+/// [`crate::app_stop::ExitStatus`]'s.
 pub fn run(args: RunArgs) -> ExitCode {
     let start = ProcessStart::now();
-    let config = match args.resolve(available_cores()) {
+    let config = match args.resolve(&core_ids()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("klagg run: error: {error}");
-            return ExitCode::from(2);
+            return ExitStatus::BadFlags.code();
         }
     };
     let store = match crate::store::Store::open(&config.db_path) {
         Ok(store) => store,
         Err(error) => {
             eprintln!("klagg run: error: {error}");
-            return ExitCode::FAILURE;
+            return ExitStatus::Fatal.code();
         }
     };
     let log = crate::log::build(config.log_format, config.log_level);
@@ -142,20 +145,19 @@ pub fn run(args: RunArgs) -> ExitCode {
     let app = match start_app(config.clone(), start, &log.root, extensions) {
         Ok(app) => app,
         Err(error) => {
+            // Flush the asynchronous log first: the error line must not land inside a record.
+            drop(log);
             eprintln!("klagg run: error: {error}");
-            return ExitCode::FAILURE;
+            return ExitStatus::Fatal.code();
         }
     };
     let reason = app.wait(config.run_for);
-    let reason = app.stop(reason);
+    let stopped = app.stop(reason);
     drop(log);
-    match reason {
-        StopReason::Fatal(message) => {
-            eprintln!("klagg run: error: {message}");
-            ExitCode::FAILURE
-        }
-        _ => ExitCode::SUCCESS,
+    if let Some(line) = stopped.error_line() {
+        eprintln!("klagg run: error: {line}");
     }
+    stopped.exit_status().code()
 }
 
 /// Shared state created before anything starts.
@@ -227,6 +229,7 @@ pub fn start_app(
             status: boards.status.clone(),
             rest: rest.clone(),
             queue,
+            registry: boards.registry.clone(),
             detector: true,
         }),
         Arc::new(DispatcherHealth {
@@ -493,82 +496,4 @@ fn kline_sink(rx: Receiver<KlineMsg>, status: Arc<StatusBoard>) -> impl FnOnce()
             }
         }
     }
-}
-
-impl RunningApp {
-    /// Block until SIGINT/SIGTERM, `run_for` or a fatal health state.
-    pub fn wait(&self, run_for: Option<Duration>) -> StopReason {
-        let signal = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            // A second signal while stopping ends the process at once.
-            let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, signal.clone());
-            let _ = signal_hook::flag::register(sig, signal.clone());
-        }
-        let deadline = run_for.map(|d| Instant::now() + d);
-        // Bounded by the signal, the deadline or a fatal state; polls every 50 ms.
-        loop {
-            if signal.load(Ordering::Relaxed) {
-                self.shutdown.request(StopReason::Signal);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                self.shutdown.request(StopReason::RunFor);
-            }
-            if let Some(reason) = self.shutdown.reason() {
-                return reason;
-            }
-            self.shutdown.sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stop everything within `SHUTDOWN_DEADLINE_MS`; returns the stop reason.
-    pub fn stop(self, reason: StopReason) -> StopReason {
-        self.shutdown.request(reason);
-        let reason = self.shutdown.reason().unwrap_or(StopReason::Signal);
-        info!(self.log, "stopping"; "reason" => format!("{reason:?}"));
-        let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DEADLINE_MS);
-        // The store writer stops last, with time kept for its final commit.
-        let threads_deadline = match self.store_runtime {
-            Some(_) => deadline - app_store::STORE_SHUTDOWN_RESERVE,
-            None => deadline,
-        };
-        for shard in &self.shard_threads {
-            let _ = shard.handle.try_send(ShardCmd::Shutdown);
-        }
-        let mut late = Vec::new();
-        let shard_joins = self
-            .shard_threads
-            .into_iter()
-            .map(|s| (format!("shard-{:02}", s.handle.id.0), s.join));
-        for (name, handle) in self.threads.into_iter().chain(shard_joins) {
-            if join_until(handle, threads_deadline).is_err() {
-                late.push(name);
-            }
-        }
-        if let Some(store) = self.store_runtime {
-            store.stop(
-                deadline.saturating_duration_since(Instant::now()),
-                &self.log,
-            );
-        }
-        if let Some(sim) = self.sim {
-            sim.shutdown();
-        }
-        if late.is_empty() {
-            info!(self.log, "stopped"; "ms_since_start" => self.status.start.elapsed_ms());
-        } else {
-            warn!(self.log, "threads still running at the shutdown deadline"; "threads" => late.join(","));
-        }
-        reason
-    }
-}
-
-/// Join `handle` unless `deadline` passes first (then it is left detached).
-fn join_until(handle: JoinHandle<()>, deadline: Instant) -> Result<(), ()> {
-    while !handle.is_finished() {
-        if Instant::now() >= deadline {
-            return Err(());
-        }
-        std::thread::park_timeout(Duration::from_millis(10));
-    }
-    handle.join().map_err(|_| ())
 }

@@ -3,7 +3,8 @@
 //! writer thread starts before the shards and takes their kline output through one
 //! [`KlineSink`] (closed klines and open-kline updates, snapshotted every
 //! `--snapshot-interval`), and at shutdown — after the shards and every producer stopped — the
-//! writer commits everything, checkpoints and exits.
+//! writer commits everything, checkpoints and exits; a close that lost rows is reported to
+//! `klagg run`, which exits with code 3.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,18 +157,29 @@ impl StoreRuntime {
     }
 
     /// Stop the writer (call after the shards and the SymbolManager threads stopped): it
-    /// commits what it received, checkpoints the WAL and exits, within `timeout`.
-    pub fn stop(self, timeout: Duration, log: &Logger) {
+    /// commits what it received, checkpoints the WAL and exits, within `timeout`. Returns what
+    /// went wrong when the close lost rows or failed (`klagg run` then exits with code 3).
+    pub fn stop(self, timeout: Duration, log: &Logger) -> Option<String> {
         match self.writer.shutdown(timeout) {
             Ok(report) if report.rows_lost == 0 && report.error.is_none() => {
                 info!(log, "store closed"; "rows_written" => report.rows_written,
                     "batches" => report.batches);
+                None
             }
             Ok(report) => {
+                let error = report.error.unwrap_or_default();
                 warn!(log, "store closed with losses"; "rows_lost" => report.rows_lost,
-                    "error" => report.error.unwrap_or_default());
+                    "error" => &error);
+                let mut problem = format!("the store lost {} rows at shutdown", report.rows_lost);
+                if !error.is_empty() {
+                    problem.push_str(&format!(" ({error})"));
+                }
+                Some(problem)
             }
-            Err(error) => warn!(log, "store did not close cleanly"; "error" => error.to_string()),
+            Err(error) => {
+                warn!(log, "store did not close cleanly"; "error" => error.to_string());
+                Some(format!("the store did not close cleanly: {error}"))
+            }
         }
     }
 }

@@ -109,7 +109,9 @@ fn run_one(args: &BenchStartupArgs, symbols: usize) -> Result<Value, String> {
         backfill_concurrency: Some(args.backfill_concurrency),
         ..RunArgs::default()
     };
-    let config = run_args.resolve(args.shards).map_err(|e| e.to_string())?;
+    let config = run_args
+        .resolve(&crate::runtime::core_ids())
+        .map_err(|e| e.to_string())?;
     let start = ProcessStart::now();
     let api_ms = Arc::new(AtomicI64::new(-1));
     let poller = spawn_api_poller(port, start, api_ms.clone());

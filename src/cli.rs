@@ -5,6 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The exit codes of `klagg run` (`crate::app_stop::ExitStatus`), shown by `klagg run --help`.
+const RUN_EXIT_CODES: &str = "Exit codes:
+  0  stopped by SIGINT/SIGTERM or --run-for, everything flushed and joined
+  1  fatal error: unusable --db, venue unreachable at startup, fatal health state
+  2  bad flags or config file (nothing was started)
+  3  stopped, but the stop lost data: the store lost rows or did not close, or threads were
+     still running at the 5 s shutdown deadline";
+
 /// Binance USD-M futures klines from the live aggregate-trade stream.
 #[derive(Debug, Parser)]
 #[command(name = "klagg", version, about, long_about = None)]
@@ -17,6 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the engine: klines for every trading USDT perpetual, served on --listen.
+    #[command(after_help = RUN_EXIT_CODES)]
     Run(Box<crate::config::RunArgs>),
     /// Aggregate aggTrades files (data.binance.vision CSV, REST JSON) into klines, printed in
     /// the official klines CSV format.

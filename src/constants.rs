@@ -49,6 +49,9 @@ pub const REST_WEIGHT_LIMIT_DEFAULT: u64 = 2400;
 pub const REST_BAN_PAUSE_DEFAULT_MS: u64 = 120_000;
 /// The longest pause we accept from a `Retry-After` (a longer one is capped and retried).
 pub const REST_PAUSE_MAX_MS: u64 = 600_000;
+/// The longest single sleep of a REST wait (a 429/418 pause, a budget wait, a back-off); the
+/// client's wait beat runs between the steps, so a thread waiting out a ban still heartbeats.
+pub const REST_WAIT_STEP_MS: u64 = 1_000;
 /// `klines` requests with a limit below this cost weight 1.
 pub const KLINES_WEIGHT1_LIMIT_MAX: u32 = 99;
 
@@ -56,6 +59,16 @@ pub const KLINES_WEIGHT1_LIMIT_MAX: u32 = 99;
 pub const BACKFILL_QUEUE_CAPACITY: usize = SYMBOLS_MAX;
 /// The most backfill threads (`--backfill-concurrency`).
 pub const BACKFILL_CONCURRENCY_MAX: usize = 32;
+/// Package attempts in one round of a backfill job (each attempt is itself up to
+/// `REST_ATTEMPTS_MAX` requests). A startup or listing job whose round fails waits for the next
+/// exchangeInfo refresh; a failed resync is deferred (`RESYNC_RETRY_BASE_MS`).
+pub const BACKFILL_ATTEMPTS_MAX: u32 = 3;
+/// Pause before the second round of a resync whose first round failed; doubled per failed
+/// round up to `RESYNC_RETRY_MAX_MS`. A resync is never dropped while its symbol is served (its
+/// live klines are known to be wrong until it succeeds): rounds go on at the capped pace.
+pub const RESYNC_RETRY_BASE_MS: i64 = 5_000;
+/// The longest pause between two rounds of a failing resync.
+pub const RESYNC_RETRY_MAX_MS: i64 = 300_000;
 /// exchangeInfo refresh period (delistings, promotions of PENDING_TRADING symbols).
 pub const EXCHANGE_INFO_REFRESH_MS: i64 = 60_000;
 /// Unknown names the detector confirms per exchangeInfo call; more wait for the next call.
@@ -107,6 +120,12 @@ const _: () = assert!(DISPATCHER_IDLE_WAKE_MS < ACTIVATION_ACK_TIMEOUT_MS);
 const _: () = assert!(KLINES_WEIGHT1_LIMIT_MAX < 100);
 const _: () = assert!(REST_WEIGHT_BUDGET_PERCENT <= 100);
 const _: () = assert!(REST_BACKOFF_BASE_MS <= REST_BACKOFF_MAX_MS);
+// A thread waiting on REST heartbeats well within the warning age.
+const _: () = assert!((REST_WAIT_STEP_MS as i64) * 2 < HEARTBEAT_WARN_MS);
+// One REST attempt ends (timeout) before a heartbeat it held back turns fatal.
+const _: () = assert!((REST_TIMEOUT_MS as i64) < HEARTBEAT_FATAL_MS);
+const _: () = assert!(RESYNC_RETRY_BASE_MS > 0 && RESYNC_RETRY_BASE_MS <= RESYNC_RETRY_MAX_MS);
+const _: () = assert!(BACKFILL_ATTEMPTS_MAX >= 1);
 const _: () = assert!(HEARTBEAT_WARN_MS < HEARTBEAT_FATAL_MS);
 const _: () = assert!(HEALTH_POLL_MS < HEARTBEAT_WARN_MS);
 const _: () = assert!((GATEWAY_RECV_TIMEOUT_MS as u128) * 10 < SHUTDOWN_DEADLINE_MS as u128);

@@ -18,6 +18,7 @@
 pub mod activation_dispatcher;
 pub mod api;
 pub mod app;
+pub mod app_stop;
 pub mod app_store;
 pub mod bench_startup;
 pub mod cli;

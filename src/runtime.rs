@@ -28,7 +28,19 @@ where
 
 /// Number of cores this process may use (1 when unknown).
 pub fn available_cores() -> usize {
-    core_affinity::get_core_ids().map_or(1, |ids| ids.len().max(1))
+    core_ids().len().max(1)
+}
+
+/// The ids of the cores this process may use (its affinity mask, e.g. `[1]` under
+/// `taskset -c 1`), ascending; empty when unknown.
+pub fn core_ids() -> Vec<usize> {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|core| core.id)
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 #[cfg(test)]
@@ -43,5 +55,6 @@ mod tests {
         .unwrap();
         assert_eq!(handle.join().unwrap().as_deref(), Some("test-thread"));
         assert!(available_cores() >= 1);
+        assert_eq!(core_ids().len().max(1), available_cores());
     }
 }

@@ -94,6 +94,8 @@ pub struct StatusBoard {
     pub package_weight: AtomicU64,
     pub package_requests: AtomicU64,
     pub resyncs: AtomicU64,
+    /// Resync rounds that failed and were deferred (backfill threads).
+    pub resync_rounds_failed: AtomicU64,
     pub listings: AtomicU64,
     pub delistings: AtomicU64,
     /// Heartbeats (epoch ms) of the control threads, written on their own timers.
@@ -132,6 +134,7 @@ impl StatusBoard {
             package_weight: AtomicU64::new(0),
             package_requests: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            resync_rounds_failed: AtomicU64::new(0),
             listings: AtomicU64::new(0),
             delistings: AtomicU64::new(0),
             dispatcher_heartbeat_ms: AtomicI64::new(now),

@@ -258,7 +258,7 @@ fn latency(args: &BenchApiArgs) -> Result<Value, String> {
         ..crate::config::RunArgs::default()
     };
     let mut config = run_args
-        .resolve(crate::runtime::available_cores())
+        .resolve(&crate::runtime::core_ids())
         .map_err(|e| e.to_string())?;
     config.rest_has_1s = true;
     let log = crate::log::discard();

@@ -20,7 +20,13 @@ use crate::constants::{
     BACKFILL_CONCURRENCY_MAX, EXCHANGE_INFO_REFRESH_MS, SHARDS_MAX, SYMBOLS_MAX,
 };
 
+mod checks;
 mod values;
+
+pub use self::checks::{
+    SIM_REST_LATENCY_MS_MAX, SIM_SYMBOLS_MAX, SIM_TRADE_RATE_MAX, SIM_WEIGHT_LIMIT_MIN,
+    default_pins, format_cores,
+};
 
 /// Binance USD-M production REST base.
 pub const BINANCE_REST_URL: &str = "https://fapi.binance.com";
@@ -71,7 +77,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// Stop cleanly after this long (e.g. 30s, 5m, 2h).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub run_for: Option<String>,
     /// Proxy for REST calls (http://, socks5://).
     #[arg(long, value_name = "URL")]
@@ -87,11 +93,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
     /// exchangeInfo refresh period (delistings, promotions) [default: 60s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub exchange_info_refresh: Option<String>,
     /// How long after a period's end (on the estimated exchange clock) a kline without a later
     /// trade is closed; a trade of the period arriving later amends it [default: 150ms].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub close_grace: Option<String>,
     /// `--venue sim`: number of simulated symbols [default: 20].
     #[arg(long, value_name = "N")]
@@ -121,7 +127,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     pub rest_1s: Option<bool>,
     /// How often the open klines are written to the store [default: 1s].
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub snapshot_interval: Option<String>,
     /// The most periods per interval one repair fetches again after a gap [default: 1000].
     #[arg(long, value_name = "N")]
@@ -215,15 +221,18 @@ pub struct Config {
 
 impl RunArgs {
     /// Merge the config file (when given) under the flags, then validate and resolve.
+    /// `core_ids` are the cores the process may run on (its affinity mask, see
+    /// `runtime::core_ids`; empty when unknown): shards are pinned to them by default, and
+    /// `--shard-cores` / `--control-core` must name them.
     ///
     /// # Errors
     /// An unreadable or malformed config file, or any invalid value.
-    pub fn resolve(self, available_cores: usize) -> Result<Config, ConfigError> {
+    pub fn resolve(self, core_ids: &[usize]) -> Result<Config, ConfigError> {
         let merged = match &self.config {
             Some(path) => self.clone().over(load_file(path)?),
             None => self,
         };
-        merged.validate(available_cores)
+        merged.validate(core_ids)
     }
 
     /// `self` (flags) over `file`: every field the flags leave empty is taken from the file.
@@ -262,10 +271,16 @@ impl RunArgs {
         }
     }
 
-    fn validate(self, available_cores: usize) -> Result<Config, ConfigError> {
+    fn validate(self, core_ids: &[usize]) -> Result<Config, ConfigError> {
         let venue = self.resolve_venue()?;
         let (rest_url, ws_url) = self.resolve_urls(&venue)?;
-        let (shards, shard_cores) = self.resolve_shards(available_cores)?;
+        let (shards, shard_cores) = self.resolve_shards(core_ids)?;
+        if let Some(core) = self.control_core {
+            checks::check_cores("control-core", &[core], core_ids)?;
+        }
+        if let Some(proxy) = &self.proxy {
+            checks::check_proxy(proxy)?;
+        }
         let backfill_concurrency = self.backfill_concurrency.unwrap_or(2);
         if backfill_concurrency == 0 || backfill_concurrency > BACKFILL_CONCURRENCY_MAX {
             return Err(invalid(
@@ -302,14 +317,11 @@ impl RunArgs {
 
     fn resolve_venue(&self) -> Result<Venue, ConfigError> {
         match self.venue.as_deref().unwrap_or("binance") {
-            "binance" => Ok(Venue::Binance),
-            "sim" => Ok(Venue::Sim(SimSettings {
-                symbols: self.sim_symbols.unwrap_or(20),
-                trade_rate: self.sim_trade_rate.unwrap_or(200),
-                seed: self.sim_seed.unwrap_or(1),
-                rest_latency_ms: self.sim_rest_latency_ms.unwrap_or(0),
-                weight_limit: self.sim_weight_limit.unwrap_or(2400),
-            })),
+            "binance" => {
+                checks::reject_sim_flags(self, "binance")?;
+                Ok(Venue::Binance)
+            }
+            "sim" => Ok(Venue::Sim(checks::sim_settings(self)?)),
             other => Err(invalid(
                 "venue",
                 format!("{other:?} is not one of binance, sim"),
@@ -342,12 +354,18 @@ impl RunArgs {
         ))
     }
 
-    fn resolve_shards(&self, cores: usize) -> Result<(usize, Vec<Option<usize>>), ConfigError> {
+    fn resolve_shards(
+        &self,
+        core_ids: &[usize],
+    ) -> Result<(usize, Vec<Option<usize>>), ConfigError> {
         let listed = self
             .shard_cores
             .as_deref()
             .map(parse_core_list)
             .transpose()?;
+        if let Some(list) = &listed {
+            checks::check_cores("shard-cores", list, core_ids)?;
+        }
         let shards = match (self.shards, &listed) {
             (Some(n), Some(list)) if n != list.len() => {
                 return Err(invalid(
@@ -357,15 +375,16 @@ impl RunArgs {
             }
             (Some(n), _) => n,
             (None, Some(list)) => list.len(),
-            (None, None) => cores.max(1),
+            (None, None) => core_ids.len().max(1),
         };
         if shards == 0 || shards > SHARDS_MAX {
             return Err(invalid("shards", format!("must be 1..={SHARDS_MAX}")));
         }
         let pins = match listed {
             Some(list) => list.into_iter().map(Some).collect(),
-            // Default: one shard per core, pinned in order; more shards than cores share them.
-            None => (0..shards).map(|i| Some(i % cores.max(1))).collect(),
+            // Default: one shard per allowed core, pinned in order; more shards than cores
+            // share them.
+            None => default_pins(shards, core_ids),
         };
         Ok((shards, pins))
     }
@@ -430,7 +449,7 @@ mod tests {
     use super::*;
 
     fn resolve(args: RunArgs) -> Result<Config, ConfigError> {
-        args.resolve(4)
+        args.resolve(&[0, 1, 2, 3])
     }
 
     #[test]
@@ -488,6 +507,103 @@ mod tests {
             assert!(message.starts_with(flag), "{message}");
             assert!(!message.contains('\n'), "{message}");
         }
+    }
+
+    #[test]
+    fn bad_machine_and_simulator_values_name_the_flag() {
+        type Case = (fn(&mut RunArgs), &'static str);
+        let sim = |a: &mut RunArgs| a.venue = Some("sim".into());
+        let cases: [Case; 11] = [
+            (
+                |a| a.shard_cores = Some("1,99".into()),
+                "--shard-cores: core 99 is not available to this process (allowed: 0-3)",
+            ),
+            (
+                |a| a.control_core = Some(999),
+                "--control-core: core 999 is not available",
+            ),
+            (
+                |a| a.sim_symbols = Some(5),
+                "--sim-symbols: only applies to --venue sim",
+            ),
+            (
+                |a| a.sim_weight_limit = Some(5),
+                "--sim-weight-limit: only applies to --venue sim",
+            ),
+            (
+                |a| {
+                    a.venue = Some("sim".into());
+                    a.sim_symbols = Some(0);
+                },
+                "--sim-symbols: must be 1..=2000, not 0",
+            ),
+            (
+                |a| {
+                    a.venue = Some("sim".into());
+                    a.sim_symbols = Some(5000);
+                },
+                "--sim-symbols: must be 1..=2000, not 5000",
+            ),
+            (
+                |a| {
+                    a.venue = Some("sim".into());
+                    a.sim_trade_rate = Some(0);
+                },
+                "--sim-trade-rate: must be 1..=",
+            ),
+            (
+                |a| {
+                    a.venue = Some("sim".into());
+                    a.sim_weight_limit = Some(0);
+                },
+                "--sim-weight-limit: must be 50..=",
+            ),
+            (
+                |a| {
+                    a.venue = Some("sim".into());
+                    a.sim_rest_latency_ms = Some(60_000);
+                },
+                "--sim-rest-latency-ms: must be at most",
+            ),
+            (
+                |a| a.proxy = Some("ftp://x".into()),
+                "--proxy: \"ftp://x\" must start with http://",
+            ),
+            (
+                |a| a.close_grace = Some("-1s".into()),
+                "--close-grace: \"-1s\" is negative",
+            ),
+        ];
+        for (set, expected) in cases {
+            let mut args = RunArgs::default();
+            set(&mut args);
+            let message = resolve(args).unwrap_err().to_string();
+            assert!(message.starts_with(expected), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let mut fine = RunArgs::default();
+        sim(&mut fine);
+        fine.sim_weight_limit = Some(SIM_WEIGHT_LIMIT_MIN);
+        fine.sim_symbols = Some(SIM_SYMBOLS_MAX);
+        fine.proxy = Some("socks5://127.0.0.1:1080".into());
+        assert!(resolve(fine).is_ok());
+    }
+
+    #[test]
+    fn default_pins_are_the_allowed_core_ids() {
+        // As under `taskset -c 1`: one shard, pinned to core 1 (not 0).
+        let config = RunArgs::default().resolve(&[1]).unwrap();
+        assert_eq!((config.shards, config.shard_cores), (1, vec![Some(1)]));
+        let config = RunArgs::default().resolve(&[2, 5]).unwrap();
+        assert_eq!(config.shard_cores, vec![Some(2), Some(5)]);
+        let shards = RunArgs {
+            shards: Some(3),
+            ..RunArgs::default()
+        };
+        assert_eq!(
+            shards.resolve(&[2, 5]).unwrap().shard_cores,
+            vec![Some(2), Some(5), Some(2)]
+        );
     }
 
     #[test]

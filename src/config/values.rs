@@ -92,6 +92,15 @@ pub fn parse_core_list(text: &str) -> Result<Vec<usize>, ConfigError> {
 /// # Errors
 /// A missing or malformed number, or an unknown unit.
 pub fn parse_duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    if text.trim().starts_with('-') {
+        return Err(invalid(
+            flag,
+            format!(
+                "{:?} is negative; give a duration like 150ms, 30s, 5m",
+                text.trim()
+            ),
+        ));
+    }
     duration::parse(text, Numbers::Whole).map_err(|error| {
         let text = text.trim();
         let reason = match error {

@@ -2,6 +2,13 @@
 //! takes symbols from the [`JobQueue`] (startup symbols busiest first; resyncs go to the front),
 //! builds each one's initial package with the least request weight ([`PackageBuilder`]) and
 //! sends `ActivateSymbol` straight into `activation_tx` (seed decision 1).
+//!
+//! A job gets `BACKFILL_ATTEMPTS_MAX` package attempts per round. A startup or listing job whose
+//! round fails stays `Queued` and the next exchangeInfo refresh queues it again. A resync whose
+//! round fails is deferred in the queue for `RESYNC_RETRY_BASE_MS`, doubled per failed round up
+//! to `RESYNC_RETRY_MAX_MS`, and tried again for as long as the symbol is served: its live klines
+//! are wrong until it succeeds, so it is never dropped (each failed round is a WARN line, and the
+//! SymbolManager's health reports it until it succeeds).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -20,13 +27,12 @@ use super::registry::{Lifecycle, RegistryView};
 use super::rest::{RestClient, RestError};
 use crate::activation_dispatcher::DispatcherCmd;
 use crate::clock::epoch_ms;
-use crate::constants::BACKFILL_QUEUE_CAPACITY;
+use crate::constants::{
+    BACKFILL_ATTEMPTS_MAX, BACKFILL_QUEUE_CAPACITY, RESYNC_RETRY_BASE_MS, RESYNC_RETRY_MAX_MS,
+};
 use crate::shutdown::Shutdown;
 use crate::status::StatusBoard;
 
-/// Package attempts per job before the symbol is left alone (logged; the next exchangeInfo
-/// refresh or resync may queue it again).
-const BACKFILL_ATTEMPTS_MAX: u32 = 3;
 /// How long a blocked `activation_tx` send waits before it checks for shutdown.
 const SEND_POLL_MS: u64 = 100;
 
@@ -53,16 +59,51 @@ pub enum JobKind {
 pub struct Job {
     pub symbol: SymbolIndex,
     pub kind: JobKind,
+    /// Package attempts so far (over every round).
     pub attempt: u32,
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
     jobs: VecDeque<Job>,
+    /// Jobs waiting for their time (failed resyncs backing off), with when they are due.
+    deferred: Vec<(i64, Job)>,
     queued: HashSet<SymbolIndex>,
 }
 
-/// The backfill job queue (bounded by `BACKFILL_QUEUE_CAPACITY`, one job per symbol).
+impl QueueState {
+    /// Move the deferred jobs due at `now_ms` to the front, earliest first.
+    fn promote_due(&mut self, now_ms: i64) {
+        if !self.deferred.iter().any(|(due, _)| *due <= now_ms) {
+            return;
+        }
+        let mut due: Vec<(i64, Job)> = Vec::new();
+        self.deferred.retain(|&(at, job)| {
+            let ready = at <= now_ms;
+            if ready {
+                due.push((at, job));
+            }
+            !ready
+        });
+        due.sort_by_key(|&(at, _)| std::cmp::Reverse(at));
+        for (_, job) in due {
+            self.jobs.push_front(job);
+        }
+    }
+
+    fn has_room(&self, symbol: SymbolIndex) -> bool {
+        !self.queued.contains(&symbol)
+            && self.jobs.len() + self.deferred.len() < BACKFILL_QUEUE_CAPACITY
+    }
+}
+
+/// Pause before round `round + 1` of a resync whose round `round` (1-based) failed.
+pub fn resync_retry_ms(round: u32) -> i64 {
+    (RESYNC_RETRY_BASE_MS << round.saturating_sub(1).min(16)).min(RESYNC_RETRY_MAX_MS)
+}
+
+/// The backfill job queue (bounded by `BACKFILL_QUEUE_CAPACITY`, one job per symbol, deferred
+/// ones included).
 #[derive(Debug, Default)]
 pub struct JobQueue {
     state: Mutex<QueueState>,
@@ -78,7 +119,7 @@ impl JobQueue {
     /// queued or the queue is full.
     pub fn push(&self, job: Job) -> bool {
         let mut state = self.state.lock();
-        if state.queued.contains(&job.symbol) || state.jobs.len() >= BACKFILL_QUEUE_CAPACITY {
+        if !state.has_room(job.symbol) {
             return false;
         }
         state.queued.insert(job.symbol);
@@ -90,19 +131,44 @@ impl JobQueue {
         true
     }
 
-    /// The next job, waiting up to `wait`.
+    /// Hold `job` until `due_ms` (epoch ms), then queue it at the front. False when the symbol
+    /// is already queued or the queue is full.
+    pub fn defer(&self, job: Job, due_ms: i64) -> bool {
+        let mut state = self.state.lock();
+        if !state.has_room(job.symbol) {
+            return false;
+        }
+        state.queued.insert(job.symbol);
+        state.deferred.push((due_ms, job));
+        true
+    }
+
+    /// The next job (deferred ones once due), waiting up to `wait`.
     pub fn pop(&self, wait: Duration) -> Option<Job> {
         let mut state = self.state.lock();
+        state.promote_due(epoch_ms());
         if state.jobs.is_empty() {
             let _ = self.ready.wait_for(&mut state, wait);
+            state.promote_due(epoch_ms());
         }
         let job = state.jobs.pop_front()?;
         state.queued.remove(&job.symbol);
         Some(job)
     }
 
+    /// Jobs ready to run (deferred ones not counted).
     pub fn len(&self) -> usize {
         self.state.lock().jobs.len()
+    }
+
+    /// The deferred jobs' symbols and when each is due (epoch ms).
+    pub fn deferred(&self) -> Vec<(SymbolIndex, i64)> {
+        let state = self.state.lock();
+        state
+            .deferred
+            .iter()
+            .map(|(due, j)| (j.symbol, *due))
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -305,19 +371,41 @@ impl Backfiller {
         self.registry
             .write()
             .transition(job.symbol, &[Lifecycle::Backfilling], back);
-        if job.attempt + 1 < BACKFILL_ATTEMPTS_MAX {
+        let next = Job {
+            attempt: job.attempt + 1,
+            ..job
+        };
+        if !next.attempt.is_multiple_of(BACKFILL_ATTEMPTS_MAX) {
             warn!(self.log, "initial package failed, queued again";
-                "symbol" => &*spec.name, "attempt" => job.attempt + 1, "error" => error.to_string());
-            self.queue.push(Job {
-                attempt: job.attempt + 1,
-                ..job
-            });
+                "symbol" => &*spec.name, "kind" => format!("{:?}", job.kind),
+                "attempt" => next.attempt, "error" => error.to_string());
+            self.queue.push(next);
+        } else if job.kind == JobKind::Resync {
+            self.defer_resync(next, spec, error);
         } else {
-            slog::error!(self.log, "initial package failed, giving up until the next refresh";
-                "symbol" => &*spec.name, "error" => error.to_string());
+            slog::error!(self.log, "initial package failed, waiting for the next exchangeInfo refresh to queue it again";
+                "symbol" => &*spec.name, "attempts" => next.attempt, "error" => error.to_string());
             if job.kind == JobKind::Startup {
                 self.queue.startup_remaining.fetch_sub(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// A resync round failed: try again after the round's back-off (never given up while the
+    /// symbol is served; a delisting drops it when it comes due).
+    fn defer_resync(&self, next: Job, spec: &SymbolSpec, error: &BackfillError) {
+        let round = next.attempt / BACKFILL_ATTEMPTS_MAX;
+        let pause_ms = resync_retry_ms(round);
+        StatusBoard::add(&self.builder.status.resync_rounds_failed, 1);
+        if self.queue.defer(next, epoch_ms() + pause_ms) {
+            warn!(self.log, "resync failed; its live klines stay unverified, trying again later";
+                "symbol" => &*spec.name, "failed_rounds" => round, "retry_in_ms" => pause_ms,
+                "error" => error.to_string());
+        } else {
+            // A job for the symbol is queued already (a newer resync request) or the queue is
+            // full (then the symbol's next gap report queues it again).
+            warn!(self.log, "resync failed and could not be deferred";
+                "symbol" => &*spec.name, "failed_rounds" => round, "error" => error.to_string());
         }
     }
 }
@@ -345,6 +433,39 @@ mod tests {
         assert_eq!(order, vec![2, 0, 1]);
         assert!(queue.pop(Duration::from_millis(1)).is_none());
         assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn deferred_jobs_wait_for_their_time_and_count_against_the_queue() {
+        let queue = JobQueue::default();
+        let job = |i| Job {
+            symbol: SymbolIndex(i),
+            kind: JobKind::Resync,
+            attempt: BACKFILL_ATTEMPTS_MAX,
+        };
+        let now = epoch_ms();
+        assert!(queue.defer(job(1), now + 3_600_000));
+        assert!(queue.defer(job(2), now - 10));
+        assert!(!queue.defer(job(2), now), "one job per symbol");
+        assert!(!queue.push(job(1)), "a deferred symbol is queued");
+        assert!(queue.push(Job {
+            kind: JobKind::Startup,
+            ..job(3)
+        }));
+        assert_eq!(queue.len(), 1);
+        // The due resync goes first; the other one waits.
+        assert_eq!(queue.pop(Duration::ZERO).map(|j| j.symbol.0), Some(2));
+        assert_eq!(queue.pop(Duration::ZERO).map(|j| j.symbol.0), Some(3));
+        assert!(queue.pop(Duration::from_millis(1)).is_none());
+        assert_eq!(queue.deferred(), vec![(SymbolIndex(1), now + 3_600_000)]);
+    }
+
+    #[test]
+    fn resync_back_off_doubles_up_to_its_cap() {
+        assert_eq!(resync_retry_ms(1), RESYNC_RETRY_BASE_MS);
+        assert_eq!(resync_retry_ms(2), 2 * RESYNC_RETRY_BASE_MS);
+        assert_eq!(resync_retry_ms(60), RESYNC_RETRY_MAX_MS);
+        assert!((1..100).all(|r| resync_retry_ms(r) <= resync_retry_ms(r + 1)));
     }
 
     #[test]

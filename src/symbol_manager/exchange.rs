@@ -261,6 +261,23 @@ pub fn parse_klines(
         .collect()
 }
 
+/// The names of `only` (`--symbols`) that `info` does not list as a USDT perpetual that trades
+/// or is about to (`PENDING_TRADING`), each with why: `FOOUSDT (unknown)`,
+/// `BTCUSD_PERP (not a USDT perpetual)`, `OLDUSDT (not trading)`.
+pub fn unserved_names(only: &[String], info: &ExchangeInfo, now_ms: i64) -> Vec<String> {
+    only.iter()
+        .filter_map(|name| {
+            let why = match info.find(name).map(|s| s.listing(now_ms)) {
+                None => "unknown",
+                Some(Listing::Excluded) => "not a USDT perpetual",
+                Some(Listing::Delisted) => "not trading",
+                Some(Listing::Trading | Listing::Pending) => return None,
+            };
+            Some(format!("{name} ({why})"))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,6 +298,22 @@ mod tests {
          "status":"TRADING","quoteAsset":"USDT","filters":[]},
         {"symbol":"ETHUSDC","contractType":"PERPETUAL","deliveryDate":4133404800000,"status":"TRADING",
          "quoteAsset":"USDC","filters":[]}]}"#;
+
+    #[test]
+    fn names_outside_the_trading_universe_are_listed_with_why() {
+        let info = parse_exchange_info(INFO.as_bytes()).unwrap();
+        let only: Vec<String> = ["BTCUSDT", "FOOUSDT", "NEWUSDT", "OLDUSDT", "ETHUSDC"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            unserved_names(&only, &info, 2_000),
+            vec![
+                "FOOUSDT (unknown)",
+                "OLDUSDT (not trading)",
+                "ETHUSDC (not a USDT perpetual)"
+            ]
+        );
+    }
 
     #[test]
     fn exchange_info_classifies_the_lifecycle() {

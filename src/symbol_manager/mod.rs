@@ -22,6 +22,7 @@ pub mod history;
 pub mod package;
 pub mod registry;
 pub mod repair;
+pub mod reporter;
 pub mod rest;
 pub mod store_hooks;
 
@@ -37,13 +38,15 @@ use slog::{Logger, info, o, warn};
 
 use self::backfiller::{Backfiller, Job, JobKind, JobQueue, PackageBuilder, send_activation};
 use self::detector::Detector;
-use self::exchange::{ExchangeInfo, Listing, Ticker24h, parse_exchange_info, parse_ticker_24h};
+use self::exchange::{
+    ExchangeInfo, Listing, Ticker24h, parse_exchange_info, parse_ticker_24h, unserved_names,
+};
 use self::registry::{Lifecycle, RegistryView};
+pub use self::reporter::SymbolManagerHealth;
 use self::rest::{RestClient, RestError};
 use crate::activation_dispatcher::DispatcherCmd;
-use crate::clock::{Clock, SystemClock, epoch_ms};
+use crate::clock::epoch_ms;
 use crate::config::SymbolFilter;
-use crate::health::{HealthReport, HealthReporter, HealthStatus, heartbeat_report};
 use crate::runtime::spawn_control;
 use crate::shutdown::{Shutdown, StopReason};
 use crate::status::StatusBoard;
@@ -159,6 +162,12 @@ pub fn spawn(
         )?);
     }
     if config.detector {
+        // Its exchangeInfo confirmations wait on REST pauses too: keep its heartbeat as well.
+        let mut builder = builder;
+        let beat_status = status.clone();
+        builder.rest = rest.clone().with_wait_beat(move |now| {
+            StatusBoard::beat(&beat_status.detector_heartbeat_ms, now);
+        });
         let detector = new_detector(
             &config,
             &queue,
@@ -175,6 +184,12 @@ pub fn spawn(
         )?);
     }
     let core = config.control_core;
+    // exchangeInfo is fetched on the manager thread: a REST pause (up to `REST_PAUSE_MAX_MS`)
+    // must not look like a hung thread, so its waits beat the manager's heartbeat.
+    let beat_status = status.clone();
+    let rest = rest.with_wait_beat(move |now| {
+        StatusBoard::beat(&beat_status.manager_heartbeat_ms, now);
+    });
     let manager = Manager {
         config,
         rest,
@@ -290,6 +305,13 @@ impl Manager {
         let info = self.fetch_exchange_info()?;
         let tickers = self.fetch_tickers();
         let trading = self.classify(&info, &tickers);
+        if let Some(only) = &self.config.filter.only {
+            let ignored = unserved_names(only, &info, epoch_ms());
+            if !ignored.is_empty() {
+                warn!(self.log, "--symbols names symbols the venue does not trade; they are ignored";
+                    "symbols" => ignored.join(","));
+            }
+        }
         let mut jobs = Vec::with_capacity(trading.len());
         let mut registry = self.registry.write();
         for (name, scales, ticker) in &trading {
@@ -489,75 +511,5 @@ impl Manager {
                 info!(self.log, "symbol admitted by exchangeInfo refresh"; "symbol" => &symbol.symbol);
             }
         }
-    }
-}
-
-/// Health of the SymbolManager: its heartbeat (fatal when stale), the NewSymbolDetector's
-/// heartbeat and connection (alert only), REST pauses (alert only).
-#[derive(Debug)]
-pub struct SymbolManagerHealth {
-    pub status: Arc<StatusBoard>,
-    pub rest: RestClient,
-    pub queue: Arc<JobQueue>,
-    pub detector: bool,
-}
-
-impl HealthReporter for SymbolManagerHealth {
-    fn name(&self) -> &str {
-        "symbol-manager"
-    }
-
-    fn report(&self) -> HealthReport {
-        let now = SystemClock.now_ms();
-        let mut report = heartbeat_report(
-            now,
-            StatusBoard::heartbeat(&self.status.manager_heartbeat_ms),
-            true,
-        );
-        if self.detector {
-            let detector = heartbeat_report(
-                now,
-                StatusBoard::heartbeat(&self.status.detector_heartbeat_ms),
-                false,
-            );
-            if detector.status != HealthStatus::Ok {
-                report.raise(
-                    HealthStatus::Warning,
-                    format!("new-symbol detector: {}", detector.message),
-                );
-            }
-            if self
-                .status
-                .detector_connected
-                .load(std::sync::atomic::Ordering::Relaxed)
-                == 0
-            {
-                report.raise(HealthStatus::Warning, "new-symbol detector disconnected");
-            }
-        }
-        if self.rest.budget.is_paused(now) {
-            report.raise(HealthStatus::Warning, "REST paused by the venue (429/418)");
-        }
-        let built = StatusBoard::get(&self.status.packages_built);
-        let weight = StatusBoard::get(&self.status.package_weight);
-        let counters = &self.rest.budget.counters;
-        report
-            .detail(
-                "detector_heartbeat_age_ms",
-                now - StatusBoard::heartbeat(&self.status.detector_heartbeat_ms),
-            )
-            .detail("backfill_queue", self.queue.len())
-            .detail("packages_built", built)
-            .detail(
-                "weight_per_package",
-                if built == 0 {
-                    0.0
-                } else {
-                    weight as f64 / built as f64
-                },
-            )
-            .detail("rest_weight_used", StatusBoard::get(&counters.weight_total))
-            .detail("rest_429", StatusBoard::get(&counters.rate_limited_429))
-            .detail("rest_418", StatusBoard::get(&counters.banned_418))
     }
 }

@@ -10,7 +10,10 @@
 //! the history backfill and repairs are `Low` and may use only their share of it per minute
 //! (`--history-weight-percent`), so packages always find room. Transient failures (I/O,
 //! 408, 5xx) are retried with capped exponential back-off, `REST_ATTEMPTS_MAX` attempts in all.
-//! Every wait is a [`Shutdown::sleep`], so a stop request ends it at once.
+//! Every wait is a [`Shutdown::sleep`], so a stop request ends it at once, taken in steps of
+//! `REST_WAIT_STEP_MS`: between two steps the client calls its [`WaitBeat`], so a thread whose
+//! liveness is judged by a heartbeat (the symbol-manager's exchangeInfo calls) keeps beating
+//! while it waits out a pause of up to `REST_PAUSE_MAX_MS` instead of looking hung.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +24,8 @@ use parking_lot::Mutex;
 use crate::clock::epoch_ms;
 use crate::constants::{
     REST_ATTEMPTS_MAX, REST_BACKOFF_BASE_MS, REST_BACKOFF_MAX_MS, REST_BAN_PAUSE_DEFAULT_MS,
-    REST_BODY_MAX_BYTES, REST_PAUSE_MAX_MS, REST_TIMEOUT_MS, REST_WEIGHT_BUDGET_PERCENT,
-    REST_WEIGHT_LIMIT_DEFAULT,
+    REST_BODY_MAX_BYTES, REST_PAUSE_MAX_MS, REST_TIMEOUT_MS, REST_WAIT_STEP_MS,
+    REST_WEIGHT_BUDGET_PERCENT, REST_WEIGHT_LIMIT_DEFAULT,
 };
 use crate::shutdown::Shutdown;
 
@@ -233,6 +236,17 @@ impl Default for WeightBudget {
     }
 }
 
+/// Called with the time (epoch ms) before every attempt and between the steps of every wait of
+/// a [`RestClient`]: the calling thread is alive and inside a bounded REST wait.
+#[derive(Clone)]
+pub struct WaitBeat(Arc<dyn Fn(i64) + Send + Sync>);
+
+impl std::fmt::Debug for WaitBeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WaitBeat")
+    }
+}
+
 /// A blocking REST client for one venue. Cheap to clone; clones share the agent and budget.
 #[derive(Debug, Clone)]
 pub struct RestClient {
@@ -240,6 +254,7 @@ pub struct RestClient {
     base_url: String,
     pub budget: Arc<WeightBudget>,
     shutdown: Shutdown,
+    beat: Option<WaitBeat>,
 }
 
 /// What one attempt gave.
@@ -293,7 +308,41 @@ impl RestClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             budget,
             shutdown,
+            beat: None,
         })
+    }
+
+    /// This client (sharing agent and budget) calling `beat` before every attempt and between
+    /// the `REST_WAIT_STEP_MS` steps of every wait, e.g. to keep the caller's heartbeat fresh.
+    #[must_use]
+    pub fn with_wait_beat(mut self, beat: impl Fn(i64) + Send + Sync + 'static) -> RestClient {
+        self.beat = Some(WaitBeat(Arc::new(beat)));
+        self
+    }
+
+    /// Sleep `ms` in steps of at most `REST_WAIT_STEP_MS`, beating before each. True when a
+    /// stop was requested (the wait ends at once).
+    fn wait(&self, ms: u64) -> bool {
+        let mut left = ms;
+        // Bounded: `ms / REST_WAIT_STEP_MS + 1` steps.
+        loop {
+            self.beat_now();
+            let step = left.min(REST_WAIT_STEP_MS);
+            if self.shutdown.sleep(Duration::from_millis(step)) {
+                return true;
+            }
+            left -= step;
+            if left == 0 {
+                self.beat_now();
+                return false;
+            }
+        }
+    }
+
+    fn beat_now(&self) {
+        if let Some(WaitBeat(beat)) = &self.beat {
+            beat(epoch_ms());
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -325,6 +374,7 @@ impl RestClient {
             if attempt > 1 {
                 self.budget.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
+            self.beat_now();
             match self.attempt(&url) {
                 Attempt::Done(body) => return Ok(body),
                 Attempt::Fail(error) => {
@@ -342,9 +392,7 @@ impl RestClient {
                     } else {
                         backoff_ms(attempt)
                     };
-                    if attempt < REST_ATTEMPTS_MAX
-                        && self.shutdown.sleep(Duration::from_millis(wait_ms))
-                    {
+                    if attempt < REST_ATTEMPTS_MAX && self.wait(wait_ms) {
                         return Err(RestError::Stopped);
                     }
                 }
@@ -384,7 +432,7 @@ impl RestClient {
                         .fetch_add(1, Ordering::Relaxed);
                     // A little past the boundary: our minute and the venue's differ by skew.
                     let wait = u64::try_from(until_ms - now).unwrap_or(0) + 20;
-                    if self.shutdown.sleep(Duration::from_millis(wait)) {
+                    if self.wait(wait) {
                         return Err(RestError::Stopped);
                     }
                 }
@@ -554,6 +602,29 @@ mod tests {
         assert!(!RestError::Stopped.is_retryable());
         assert_eq!(backoff_ms(1), REST_BACKOFF_BASE_MS);
         assert_eq!(backoff_ms(40), REST_BACKOFF_MAX_MS);
+    }
+
+    #[test]
+    fn long_waits_beat_in_steps_and_end_at_once_on_shutdown() {
+        let beats = Arc::new(AtomicU64::new(0));
+        let counted = beats.clone();
+        let shutdown = Shutdown::new();
+        let client = RestClient::new("http://127.0.0.1:1", None, shutdown.clone())
+            .unwrap()
+            .with_wait_beat(move |_| {
+                counted.fetch_add(1, Ordering::Relaxed);
+            });
+        assert!(!client.wait(2 * REST_WAIT_STEP_MS + 100));
+        // A beat before each of the three steps and one at the end.
+        assert_eq!(beats.load(Ordering::Relaxed), 4);
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            shutdown.request(crate::shutdown::StopReason::Signal);
+        });
+        let started = std::time::Instant::now();
+        assert!(client.wait(REST_PAUSE_MAX_MS));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        stopper.join().unwrap();
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn start(
     tweak: impl FnOnce(&mut Config),
     extensions: AppExtensions,
 ) -> RunningApp {
-    let mut config = args.resolve(2).expect("valid config");
+    let mut config = args.resolve(&[0, 1]).expect("valid config");
     config.shard_cores = vec![None; config.shard_cores.len()];
     tweak(&mut config);
     let handle = std::env::var_os("KLAGG_TEST_LOG")
