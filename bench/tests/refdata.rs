@@ -260,20 +260,23 @@ fn replay_at_real_pace_keeps_minute_alignment() {
     let Some((_, klines)) = load() else { return };
     let sim = start(cfg);
     let first_official = klines[0][0].as_i64().unwrap();
+    let started = now_ms();
+    let shift = (started - 1_787_370_000_167) / 60_000 * 60_000;
+    let due = |now: i64| ((now - 1_000 - first_official - shift) / 1000).clamp(0, 359) as usize;
+    // Started early in the minute, few seconds are due yet: wait for three, so that the
+    // comparison below always has klines to compare.
+    let wait_ms = (first_official + shift + 4_000 - started).max(0);
+    std::thread::sleep(Duration::from_millis(wait_ms as u64));
     let now = now_ms();
-    let shift = (now - 1_787_370_000_167) / 60_000 * 60_000;
-    let done = ((now - 1_000 - first_official - shift) / 1000).clamp(0, 359) as usize;
+    let done = due(now);
+    assert!(done >= 3, "{done} seconds due");
     let served = sim.klines(
         "VIRTUALUSDT",
         Interval::parse("1s").unwrap(),
         first_official + shift,
         now - 1_000,
     );
-    assert!(
-        served.len() >= done.min(1),
-        "served {} of {done}",
-        served.len()
-    );
+    assert!(served.len() >= done, "served {} of {done}", served.len());
     for (k, row) in served.iter().zip(&klines).take(done) {
         let (t, ct, f, n) = official(row);
         assert_eq!(

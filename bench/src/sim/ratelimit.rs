@@ -163,4 +163,27 @@ mod tests {
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         assert_eq!(rl.check(other, 1, t0), Verdict::Allow { used: 1 });
     }
+
+    #[test]
+    fn bans_escalate_for_a_client_that_keeps_going() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let durations = vec![Duration::from_secs(5), Duration::from_secs(50)];
+        let mut rl = RateLimiter::new(10, 1, durations);
+        let ban = |verdict| match verdict {
+            Verdict::Banned { retry_after_s, .. } => retry_after_s,
+            v => panic!("expected a ban, got {v:?}"),
+        };
+        let t0 = 60_000 * 1000 + 1_000;
+        assert_eq!(rl.check(ip, 10, t0), Verdict::Allow { used: 10 });
+        assert!(matches!(rl.check(ip, 1, t0), Verdict::TooMany { .. }));
+        assert_eq!(ban(rl.check(ip, 1, t0)), 5, "first offence");
+        // Back after the first ban, still over the minute's limit: the second ban is longer.
+        assert_eq!(ban(rl.check(ip, 1, t0 + 5_000)), 50, "second offence");
+        assert_eq!(ban(rl.check(ip, 1, t0 + 54_000)), 1, "still banned");
+        // A later minute: allowed again, and a third offence keeps the longest duration.
+        let t1 = t0 + 2 * 60_000;
+        assert_eq!(rl.check(ip, 10, t1), Verdict::Allow { used: 10 });
+        assert!(matches!(rl.check(ip, 1, t1), Verdict::TooMany { .. }));
+        assert_eq!(ban(rl.check(ip, 1, t1)), 50, "third offence");
+    }
 }
