@@ -128,8 +128,8 @@ pub struct ShardThread {
     pub join: JoinHandle<()>,
 }
 
-/// Spawn shard `config.id`: name the thread, pin it, build its state inside it, and return
-/// its handle once the loop is ready.
+/// Spawn shard `config.id`: name the thread, start its connector thread (unpinned), pin it,
+/// build its state inside it, and return its handle once the loop is ready.
 ///
 /// # Errors
 /// An invalid configuration, a bad extra CA certificate, or a failure to create the poll or the
@@ -139,17 +139,16 @@ pub fn spawn_shard(config: ShardConfig, outputs: ShardOutputs) -> Result<ShardTh
     let (ready_tx, ready_rx) = bounded::<Result<ShardHandle, SpawnError>>(1);
     let join = std::thread::Builder::new()
         .name(config.thread_name())
-        .spawn(move || {
-            let pin_failed = pin(config.core);
-            match run::ShardLoop::build(config, outputs, pin_failed) {
-                Ok((shard, handle)) => {
-                    if ready_tx.send(Ok(handle)).is_ok() {
-                        shard.run();
-                    }
+        .spawn(move || match run::Prelude::new(&config) {
+            Ok(prelude) => {
+                let pin_failed = pin(config.core);
+                let (shard, handle) = run::ShardLoop::build(config, outputs, prelude, pin_failed);
+                if ready_tx.send(Ok(handle)).is_ok() {
+                    shard.run();
                 }
-                Err(error) => {
-                    let _ = ready_tx.send(Err(error));
-                }
+            }
+            Err(error) => {
+                let _ = ready_tx.send(Err(error));
             }
         })
         .map_err(SpawnError::Thread)?;

@@ -64,19 +64,46 @@ pub struct ShardLoop {
     totals: ReadStats,
 }
 
+/// What a shard thread sets up before it pins itself: the poll, its waker and the connector
+/// thread, which so inherits the unpinned CPU set (handshakes and DNS stay off the shard's core).
+#[derive(Debug)]
+pub struct Prelude {
+    poll: Poll,
+    waker: Arc<Waker>,
+    connector: ConnectorLink,
+}
+
+impl Prelude {
+    /// # Errors
+    /// The poll or waker cannot be created, a bad extra CA, or the connector thread fails.
+    pub fn new(config: &ShardConfig) -> Result<Prelude, SpawnError> {
+        let poll = Poll::new().map_err(SpawnError::Poll)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(SpawnError::Poll)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let connector = super::spawn_connector(config, Arc::clone(&waker), stop)?;
+        Ok(Prelude {
+            poll,
+            waker,
+            connector,
+        })
+    }
+}
+
 impl ShardLoop {
     /// Build the shard's state (on its own, already pinned thread) and its handle.
     pub fn build(
         config: ShardConfig,
         outputs: ShardOutputs,
+        prelude: Prelude,
         pin_failed: bool,
-    ) -> Result<(ShardLoop, ShardHandle), SpawnError> {
-        let poll = Poll::new().map_err(SpawnError::Poll)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(SpawnError::Poll)?);
+    ) -> (ShardLoop, ShardHandle) {
+        let Prelude {
+            poll,
+            waker,
+            connector,
+        } = prelude;
         let (inbox_tx, inbox_rx, counters) = super::inbox();
         ShardCounters::set(&counters.pin_failed, u64::from(pin_failed));
-        let stop = Arc::new(AtomicBool::new(false));
-        let connector = super::spawn_connector(&config, Arc::clone(&waker), stop)?;
         let core = config.core.filter(|_| !pin_failed);
         let handle = ShardHandle::new(
             config.id,
@@ -114,7 +141,7 @@ impl ShardLoop {
             gauges_dirty: true,
             totals: ReadStats::default(),
         };
-        Ok((shard, handle))
+        (shard, handle)
     }
 
     /// Run until `Shutdown` or until every handle is dropped.
