@@ -29,6 +29,7 @@ pub mod health;
 pub mod log;
 pub mod replay;
 pub mod runtime;
+pub mod shard_health;
 pub mod shutdown;
 pub mod status;
 pub mod store;
