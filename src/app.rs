@@ -6,7 +6,8 @@
 //! SIGINT/SIGTERM, `--run-for` or a fatal health state, and shuts down within
 //! `SHUTDOWN_DEADLINE_MS`: shards and control threads stop first (shards flush their outboxes),
 //! then the store writer commits everything and exits. Exit codes: 0 after a signal or
-//! `--run-for`, 1 after a fatal error (a bad database included), 2 for bad flags.
+//! `--run-for`, 1 after a fatal error (a bad database or a panicked thread included), 2 for bad
+//! flags.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -120,6 +121,7 @@ pub struct RunningApp {
 /// Entry point of `klagg run`: resolve flags, log, start, wait, stop.
 pub fn run(args: RunArgs) -> ExitCode {
     let start = ProcessStart::now();
+    crate::panic_hook::install();
     let config = match args.resolve(available_cores()) {
         Ok(config) => config,
         Err(error) => {
@@ -146,6 +148,8 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A panicking thread stops the process (exit 1) instead of leaving it half alive.
+    crate::panic_hook::attach(&app.shutdown);
     let reason = app.wait(config.run_for);
     let reason = app.stop(reason);
     drop(log);

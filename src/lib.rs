@@ -27,6 +27,7 @@ pub mod constants;
 pub mod gateway;
 pub mod health;
 pub mod log;
+pub mod panic_hook;
 pub mod replay;
 pub mod runtime;
 pub mod shard_health;
