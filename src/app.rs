@@ -7,8 +7,8 @@
 //! `SHUTDOWN_DEADLINE_MS` (`app_stop`): shards and control threads stop first (shards flush
 //! their outboxes), then the store writer commits everything and exits. Exit codes (see
 //! [`ExitStatus`]): 0 after a clean stop on a signal or `--run-for`, 1 after a fatal error (a bad
-//! database included), 2 for bad flags, 3 when the stop lost data (store rows lost, threads
-//! still running at the deadline).
+//! database or a panicked thread included), 2 for bad flags, 3 when the stop lost data (store
+//! rows lost, threads still running at the deadline).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -123,6 +123,7 @@ pub struct RunningApp {
 /// [`crate::app_stop::ExitStatus`]'s.
 pub fn run(args: RunArgs) -> ExitCode {
     let start = ProcessStart::now();
+    crate::panic_hook::install();
     let config = match args.resolve(&core_ids()) {
         Ok(config) => config,
         Err(error) => {
@@ -151,6 +152,8 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitStatus::Fatal.code();
         }
     };
+    // A panicking thread stops the process (exit 1) instead of leaving it half alive.
+    crate::panic_hook::attach(&app.shutdown);
     let reason = app.wait(config.run_for);
     let stopped = app.stop(reason);
     drop(log);

@@ -3,18 +3,24 @@
 //! own timer, never on traffic, so an idle service is healthy.
 //!
 //! Which states are fatal (the watchdog stops the process with a non-zero exit code so that a
-//! supervisor restarts it) and which only alert:
+//! supervisor restarts it), which are Errors that only alert (`/health` answers 503 while they
+//! last, but a restart would not help), and which are Warnings (200, named in the report):
 //!
-//! | service | Warning (alert only) | Error, fatal |
-//! |---|---|---|
-//! | shard-NN | heartbeat older than 5 s; failed pin; closed-kline outbox over half full | heartbeat older than 30 s (thread stuck or gone) |
-//! | activation-dispatcher | failed symbols; heartbeat older than 5 s | heartbeat older than 30 s |
-//! | symbol-manager | REST paused by 429/418; detector disconnected or its heartbeat older than 5 s; backfill errors | manager heartbeat older than 30 s; venue unreachable at startup |
-//! | store | (its own reporter decides; see the store module) | writer thread gone |
-//! | api | — | listener thread gone |
+//! | service | Warning | Error, not fatal | Error, fatal |
+//! |---|---|---|---|
+//! | shard-NN | heartbeat older than 5 s; failed pin; closed-kline outbox over half full; streams given up after repeated SUBSCRIBE errors (for 5 min); active symbols or wanted streams and no venue connection for 10 s | no venue connection for 60 s | heartbeat older than 30 s (thread stuck or gone) |
+//! | activation-dispatcher | failed symbols; heartbeat older than 5 s | — | heartbeat older than 30 s |
+//! | symbol-manager | REST paused by 429/418; detector disconnected or its heartbeat older than 5 s; backfill errors | — | manager heartbeat older than 30 s; venue unreachable at startup |
+//! | store | (its own reporter decides; see the store module) | commits failing | writer thread gone |
+//! | api, api-streams | — | — | listener, hub or push thread gone |
 //!
 //! The NewSymbolDetector's heartbeat only alerts: klines stay exact without it, only new
-//! listings wait for the next exchangeInfo refresh.
+//! listings wait for the next exchangeInfo refresh. A shard without its venue connection is not
+//! fatal: a restart does not bring the venue back, and what is stored is still served; its
+//! connect failures are logged (rate-limited) and counted on `/metrics`. Beyond the reporters:
+//! `/health` answers 503 when the watchdog's report is older than 3 s (the watchdog itself
+//! stopped), and a panicking thread stops the process (exit 1) through the panic hook
+//! (`panic_hook.rs`).
 
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -1,21 +1,37 @@
-//! The watchdog thread (`watchdog`): every `HEALTH_POLL_MS` it asks every [`HealthReporter`]
-//! for its report, publishes the consolidated [`WatchdogReport`] on the [`HealthBoard`] (served
-//! by `GET /health`), logs one consolidated line every `WATCHDOG_LOG_MS`, logs the activation
-//! progress line every `PROGRESS_LOG_MS` while symbols are still activating, and stops the
-//! process (non-zero exit) when a report is fatal (see `health.rs` for which are).
+//! The watchdog thread (`watchdog`): at its start and then every `HEALTH_POLL_MS` it asks every
+//! [`HealthReporter`] for its report, publishes the consolidated [`WatchdogReport`] on the
+//! [`HealthBoard`] (served by `GET /health`, which answers 503 once the report is older than
+//! [`HEALTH_REPORT_MAX_AGE_MS`], i.e. when this thread stopped or hangs), logs one consolidated
+//! line every `WATCHDOG_LOG_MS`, logs shards' connect failures and given-up streams (at most
+//! one line per shard every `SHARD_FAULT_LOG_MS`), logs the activation progress line every
+//! `PROGRESS_LOG_MS` while symbols are still activating, and stops the process (non-zero exit)
+//! when a report is fatal (see `health.rs` for which are).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use klagg_shards::protocol::{ShardCounters, ShardHandle};
+use klagg_shards::protocol::ShardCounters;
 use parking_lot::Mutex;
 use serde::Serialize;
 use slog::{Logger, error, info, warn};
 
 use crate::clock::{Clock, epoch_ms};
-use crate::constants::{HEALTH_POLL_MS, PROGRESS_LOG_MS, WATCHDOG_LOG_MS};
-use crate::health::{HealthReport, HealthReporter, HealthStatus, heartbeat_report};
+use crate::constants::{HEALTH_POLL_MS, HEARTBEAT_FATAL_MS, PROGRESS_LOG_MS, WATCHDOG_LOG_MS};
+use crate::health::{HealthReport, HealthReporter, HealthStatus};
+use crate::shard_health::ShardFaultLog;
+pub use crate::shard_health::ShardHealthReporter;
 use crate::shutdown::{Shutdown, StopReason};
 use crate::status::StatusBoard;
+
+/// `GET /health` answers 503 when the watchdog's latest report is older than this: the
+/// watchdog thread stopped or hangs (it reports every `HEALTH_POLL_MS`).
+pub const HEALTH_REPORT_MAX_AGE_MS: i64 = 3_000;
+/// Before the watchdog's first report (the process is starting) the board's placeholder may be
+/// this old before `/health` answers 503.
+pub const HEALTH_STARTUP_MAX_AGE_MS: i64 = HEARTBEAT_FATAL_MS;
+
+const _: () = assert!(2 * HEALTH_POLL_MS < HEALTH_REPORT_MAX_AGE_MS);
+const _: () = assert!(HEALTH_REPORT_MAX_AGE_MS < HEALTH_STARTUP_MAX_AGE_MS);
 
 /// One service's line in the consolidated report.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +53,8 @@ pub struct WatchdogReport {
 #[derive(Debug)]
 pub struct HealthBoard {
     latest: Mutex<Arc<WatchdogReport>>,
+    /// The watchdog published at least once.
+    published: AtomicBool,
 }
 
 impl Default for HealthBoard {
@@ -54,6 +72,7 @@ impl HealthBoard {
                 at_ms: epoch_ms(),
                 services: Vec::new(),
             })),
+            published: AtomicBool::new(false),
         }
     }
 
@@ -63,6 +82,23 @@ impl HealthBoard {
 
     pub fn publish(&self, report: WatchdogReport) {
         *self.latest.lock() = Arc::new(report);
+        self.published.store(true, Ordering::Release);
+    }
+
+    /// The latest report at `now_ms`, and why it cannot be trusted when it is too old
+    /// (`HEALTH_REPORT_MAX_AGE_MS`; `HEALTH_STARTUP_MAX_AGE_MS` before the first report).
+    pub fn current(&self, now_ms: i64) -> (Arc<WatchdogReport>, Option<String>) {
+        let report = self.latest();
+        let max = if self.published.load(Ordering::Acquire) {
+            HEALTH_REPORT_MAX_AGE_MS
+        } else {
+            HEALTH_STARTUP_MAX_AGE_MS
+        };
+        let age = now_ms - report.at_ms;
+        let stale = (age > max).then(|| {
+            format!("the watchdog's report is {age} ms old (limit {max} ms): the watchdog stopped")
+        });
+        (report, stale)
     }
 }
 
@@ -120,18 +156,21 @@ impl<C: Clock> std::fmt::Debug for Watchdog<C> {
 }
 
 impl<C: Clock> Watchdog<C> {
-    /// The thread body: runs until shutdown.
+    /// The thread body: a first round at once, then one per `HEALTH_POLL_MS` until shutdown.
     pub fn run(self) {
         let start = self.clock.now_ms();
         let (mut next_log, mut next_progress) = (start + WATCHDOG_LOG_MS, start + PROGRESS_LOG_MS);
         let mut last_trades = (start, self.trades());
         let mut all_announced = false;
+        let mut faults = ShardFaultLog::default();
+        self.board.publish(collect(&self.reporters, start));
         // The thread's event loop: intentionally unbounded; one round per HEALTH_POLL_MS.
         while !self
             .shutdown
             .sleep(std::time::Duration::from_millis(HEALTH_POLL_MS as u64))
         {
             let now = self.clock.now_ms();
+            self.log_shard_faults(now, &mut faults);
             let report = collect(&self.reporters, now);
             if let Some(fatal) = report.services.iter().find(|s| s.report.fatal) {
                 let message = format!("{}: {}", fatal.name, fatal.report.message);
@@ -156,6 +195,22 @@ impl<C: Clock> Watchdog<C> {
                 last_trades = self.progress(now, last_trades);
             }
             self.announce_all_active(&mut all_announced);
+        }
+    }
+
+    /// Log connect failures and given-up streams of the shards (rate-limited per shard).
+    fn log_shard_faults(&self, now_ms: i64, faults: &mut ShardFaultLog) {
+        for f in faults.due(now_ms, &self.shards) {
+            if f.connect_failures > 0 {
+                warn!(self.log, "shard cannot connect to the venue"; "shard" => f.shard,
+                    "connect_failures" => f.connect_failures,
+                    "connect_failures_total" => f.connect_failures_total,
+                    "connections_open" => f.connections_open);
+            }
+            if f.given_up > 0 {
+                warn!(self.log, "shard gave up streams after repeated SUBSCRIBE errors";
+                    "shard" => f.shard, "given_up" => f.given_up, "given_up_total" => f.given_up_total);
+            }
         }
     }
 
@@ -195,48 +250,6 @@ impl<C: Clock> Watchdog<C> {
     }
 }
 
-/// Health of a shard from its counters (heartbeat written on the shard's timer).
-#[derive(Debug)]
-pub struct ShardHealthReporter {
-    pub handle: ShardHandle,
-    pub name: String,
-}
-
-impl ShardHealthReporter {
-    pub fn new(handle: ShardHandle) -> ShardHealthReporter {
-        ShardHealthReporter {
-            name: format!("shard-{:02}", handle.id.0),
-            handle,
-        }
-    }
-}
-
-impl HealthReporter for ShardHealthReporter {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn report(&self) -> HealthReport {
-        let c = self.handle.counters.snapshot();
-        let beat = i64::try_from(c.heartbeat_ms).unwrap_or(0);
-        // Before its first heartbeat a shard is judged from the process start.
-        let now = epoch_ms();
-        let mut report = heartbeat_report(now, if beat == 0 { now } else { beat }, true);
-        if self.handle.pin_failed {
-            report.raise(HealthStatus::Warning, "pinning to its core failed");
-        }
-        report
-            .detail("core", self.handle.core)
-            .detail("symbols_active", c.symbols_active)
-            .detail("trades_applied", c.trades_applied)
-            .detail("gaps", c.gaps)
-            .detail("reconnects", c.reconnects)
-            .detail("connections_open", c.connections_open)
-            .detail("outbox_depth", c.outbox_depth)
-            .detail("inbox_depth", self.handle.inbox_len())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +281,24 @@ mod tests {
         let json = serde_json::to_value(&*board.latest()).unwrap();
         assert_eq!(json["services"][1]["name"], "bad");
         assert_eq!(json["services"][1]["status"], "warning");
+    }
+
+    #[test]
+    fn an_old_report_is_stale() {
+        let board = HealthBoard::new();
+        let at = board.latest().at_ms;
+        // Before the first report, the placeholder gets the startup allowance.
+        assert!(board.current(at + HEALTH_REPORT_MAX_AGE_MS + 1).1.is_none());
+        assert!(
+            board
+                .current(at + HEALTH_STARTUP_MAX_AGE_MS + 1)
+                .1
+                .is_some()
+        );
+        board.publish(collect(&[], at));
+        assert!(board.current(at + HEALTH_REPORT_MAX_AGE_MS).1.is_none());
+        let (report, stale) = board.current(at + HEALTH_REPORT_MAX_AGE_MS + 1);
+        assert_eq!(report.at_ms, at);
+        assert!(stale.unwrap().contains("watchdog stopped"));
     }
 }

@@ -403,9 +403,9 @@ fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
          good client: {} closed 1s klines, p99 {p99} ms after the period end; REST {rest_ms} ms; \
          closed for rate {}, protocol {}; events dropped {}",
         delays.len(),
-        metric("klagg_api_ws_closed_rate"),
-        metric("klagg_api_ws_closed_protocol"),
-        metric("klagg_api_events_dropped"),
+        metric("klagg_api_ws_closed_rate_total"),
+        metric("klagg_api_ws_closed_protocol_total"),
+        metric("klagg_api_events_dropped_total"),
     );
     assert!(
         baseline > 0.95 && during > 0.95,
@@ -420,8 +420,8 @@ fn misbehaving_clients_slow_neither_the_engine_nor_other_clients() {
     assert!(rest_ms < 2_000, "REST took {rest_ms} ms");
     assert!(flood_closed, "the flooder was not closed");
     assert!(unmasked_closed, "the unmasked client was not closed");
-    assert!(metric("klagg_api_ws_closed_rate") >= 1);
-    assert!(metric("klagg_http_bad_requests") >= 1);
+    assert!(metric("klagg_api_ws_closed_rate_total") >= 1);
+    assert!(metric("klagg_http_bad_requests_total") >= 1);
     drop(bad);
     app.stop(klagg::shutdown::StopReason::RunFor);
     sim.shutdown();

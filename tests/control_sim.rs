@@ -109,7 +109,7 @@ fn startup_of_300_symbols_serves_first_and_activates_all() {
         metrics.contains("klagg_symbols{state=\"active\"} 300"),
         "{metrics}"
     );
-    assert!(metrics.contains("klagg_shard_trades{shard=\"1\"}"));
+    assert!(metrics.contains("klagg_shard_trades_total{shard=\"1\"}"));
     // Balanced by expected trades, every shard got symbols.
     let per_shard = doc["shards"]
         .as_array()

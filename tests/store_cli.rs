@@ -78,22 +78,22 @@ fn the_store_fills_and_survives_a_clean_stop() {
     let until = Instant::now() + Duration::from_secs(20);
     let metrics = loop {
         let text = get(port, "/metrics").unwrap_or_default();
-        if text.contains("klagg_history_symbols_done 3") {
+        if text.contains("klagg_history_symbols_done_total 3") {
             break text;
         }
         assert!(Instant::now() < until, "history did not complete: {text}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    for gauge in [
+    for metric in [
         "klagg_store_queue_depth",
-        "klagg_store_rows_written",
-        "klagg_store_batches",
+        "klagg_store_rows_written_total",
+        "klagg_store_batches_total",
         "klagg_store_last_batch_us",
-        "klagg_store_rows_refused 0",
-        "klagg_history_weight",
-        "klagg_repair_weight",
+        "klagg_store_rows_refused_total 0",
+        "klagg_history_weight_total",
+        "klagg_repair_weight_total",
     ] {
-        assert!(metrics.contains(gauge), "{gauge} missing: {metrics}");
+        assert!(metrics.contains(metric), "{metric} missing: {metrics}");
     }
     // The watchdog reports every second.
     loop {

@@ -339,3 +339,40 @@ fn handshake_refusals_are_http_errors() {
     assert_eq!(info["symbols"][0]["filters"][1]["stepSize"], "0.001");
     h.stop();
 }
+
+#[test]
+fn one_address_cannot_take_every_websocket_slot() {
+    let h = Harness::start(ApiLimits {
+        ws_connections: 10,
+        ws_per_client: 2,
+        ..ApiLimits::default()
+    });
+    // Every client of a test is 127.0.0.1: two fit, the third is refused for its address.
+    let first = h.ws("/market/ws");
+    let _second = h.ws("/market/ws");
+    match tungstenite::connect(format!("ws://{}/market/ws", h.addr)) {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default());
+            assert!(body.contains("from your address"), "{body}");
+        }
+        other => panic!("over the per-client limit: {other:?}"),
+    }
+    let c = &h.state.counters;
+    assert_eq!(ApiCounters::get(&c.ws_refused_per_client), 1);
+    assert_eq!(ApiCounters::get(&c.ws_refused), 1);
+    // A client that leaves gives its slot back.
+    drop(first);
+    let until = Instant::now() + Duration::from_secs(5);
+    while h.state.push.open() > 1 {
+        assert!(Instant::now() < until, "the slot was never released");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _third = h.ws("/market/ws");
+    let (status, _) = h.get("/fapi/v1/time");
+    assert_eq!(
+        status, 200,
+        "plain HTTP is not counted against the WebSocket limit"
+    );
+    h.stop();
+}

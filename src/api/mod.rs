@@ -51,16 +51,23 @@ pub const PUSH_EVENT_CAPACITY: usize = 65_536;
 pub const HANDOFF_CAPACITY: usize = 256;
 /// WebSocket clients served at once; more are refused at the handshake (HTTP 503).
 pub const WS_CONNECTIONS_MAX: usize = 1024;
+/// WebSocket clients one client address may hold at once (HTTP 503 beyond), so that no single
+/// client takes every connection.
+pub const WS_CONNECTIONS_PER_CLIENT_MAX: usize = 256;
 /// Streams one WebSocket client may hold (Binance: 1024).
 pub const STREAMS_PER_CLIENT_MAX: usize = 1024;
 /// Open-kline updates of one stream are pushed at most this often (Binance: 250 ms).
 pub const UPDATE_INTERVAL_MS: i64 = 250;
+
+const _: () = assert!(WS_CONNECTIONS_PER_CLIENT_MAX < WS_CONNECTIONS_MAX);
 
 /// The API's limits (defaults: the constants above and in [`ws::client`]; tests lower them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiLimits {
     /// WebSocket clients at once.
     pub ws_connections: usize,
+    /// WebSocket clients per client address.
+    pub ws_per_client: usize,
     /// Streams per WebSocket client.
     pub streams_per_client: usize,
     /// Bytes queued for one client before it is closed as too slow.
@@ -75,6 +82,7 @@ impl Default for ApiLimits {
     fn default() -> Self {
         ApiLimits {
             ws_connections: WS_CONNECTIONS_MAX,
+            ws_per_client: WS_CONNECTIONS_PER_CLIENT_MAX,
             streams_per_client: STREAMS_PER_CLIENT_MAX,
             client_queue_bytes: ws::client::CLIENT_QUEUE_BYTES_MAX,
             client_queue_frames: ws::client::CLIENT_QUEUE_FRAMES_MAX,
@@ -150,7 +158,10 @@ pub struct ApiCounters {
     pub updates_coalesced: AtomicU64,
     pub ws_clients: AtomicU64,
     pub ws_clients_total: AtomicU64,
+    /// WebSocket handshakes refused (limits, or the push thread's hand-off full).
     pub ws_refused: AtomicU64,
+    /// Of those, refused for the per-client limit.
+    pub ws_refused_per_client: AtomicU64,
     pub ws_subscriptions: AtomicU64,
     pub ws_frames_sent: AtomicU64,
     pub ws_bytes_sent: AtomicU64,

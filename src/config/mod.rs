@@ -79,7 +79,7 @@ pub struct RunArgs {
     /// Stop cleanly after this long (e.g. 30s, 5m, 2h).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub run_for: Option<String>,
-    /// Proxy for REST calls (http://, socks5://).
+    /// Proxy for REST calls only (http://, socks5://); WebSocket connections go direct.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
     /// Config file (TOML or JSON, keys as the long flags); flags win over it.

@@ -1,7 +1,8 @@
 //! HTTP/1.1 on the gateway's connection threads (`api-http-N`): reading one request head
-//! (bounded size; the caller's socket timeout bounds the wait) and writing the answer. The head,
-//! its query and the response are [`klagg_shards::wire::http`]'s, read with its strict syntax:
-//! the API is GET-only and reads no request bodies, so a request announcing a body is refused.
+//! (bounded size; one read per call, each bounded by the caller's socket timeout) and writing
+//! the answer. The head, its query and the response are [`klagg_shards::wire::http`]'s, read
+//! with its strict syntax: the API is GET-only and reads no request bodies, so a request
+//! announcing a body is refused.
 
 use std::io::{self, Read, Write};
 
@@ -45,37 +46,46 @@ pub enum ReadOutcome {
     Closed,
 }
 
-/// Read until `buf` holds a complete head; the head's bytes are removed from `buf` (what
-/// follows, such as a pipelined request or WebSocket frames, stays).
+/// Read at most once, then parse: a complete head is removed from `buf` (what follows, such as
+/// a pipelined request or WebSocket frames, stays); otherwise `Pending`. One read per call, so
+/// a client that trickles bytes cannot keep the caller from checking its deadlines.
 ///
 /// # Errors
 /// A malformed or oversized head, a request with a body, I/O errors other than a timeout.
 pub fn read_request(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<ReadOutcome, HttpError> {
-    loop {
-        if let Some((request, used)) = parse_head(buf, HeadSyntax::Strict)? {
-            buf.drain(..used);
-            return Ok(ReadOutcome::Request(request));
-        }
-        if buf.len() >= HEAD_MAX_BYTES {
-            return Err(HeadError::TooLarge.into());
-        }
-        let mut chunk = [0u8; 4096];
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(ReadOutcome::Closed),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(ReadOutcome::Pending);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(ReadOutcome::Closed),
-            Err(e) => return Err(e.into()),
-        }
+    if let Some(request) = take_head(buf)? {
+        return Ok(ReadOutcome::Request(request));
     }
+    let mut chunk = [0u8; 4096];
+    match stream.read(&mut chunk) {
+        Ok(0) => Ok(ReadOutcome::Closed),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(take_head(buf)?.map_or(ReadOutcome::Pending, ReadOutcome::Request))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(ReadOutcome::Pending)
+        }
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(ReadOutcome::Closed),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The complete head at the start of `buf`, removed from it.
+fn take_head(buf: &mut Vec<u8>) -> Result<Option<HttpRequest>, HttpError> {
+    if let Some((request, used)) = parse_head(buf, HeadSyntax::Strict)? {
+        buf.drain(..used);
+        return Ok(Some(request));
+    }
+    if buf.len() >= HEAD_MAX_BYTES {
+        return Err(HeadError::TooLarge.into());
+    }
+    Ok(None)
 }
 
 /// Write `response`; `keep_alive` says whether the connection stays open.
@@ -147,6 +157,18 @@ mod tests {
             read_request(&mut empty, &mut buf),
             Ok(ReadOutcome::Closed)
         ));
+    }
+
+    #[test]
+    fn reads_once_per_call() {
+        let mut src: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
+        let mut trickle = std::io::Read::take(&mut src, 5);
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_request(&mut trickle, &mut buf),
+            Ok(ReadOutcome::Pending)
+        ));
+        assert_eq!(buf, b"GET /");
     }
 
     #[test]

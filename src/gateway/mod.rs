@@ -16,6 +16,7 @@
 pub mod http;
 pub mod metrics;
 pub mod server;
+pub mod slots;
 pub mod status_page;
 
 use std::any::Any;
@@ -33,7 +34,7 @@ use crate::symbol_manager::rest::WeightBudget;
 use crate::watchdog::HealthBoard;
 
 pub use http::{HttpRequest, HttpResponse};
-pub use server::{HttpCounters, bind, serve};
+pub use server::{HttpCounters, HttpLimits, bind, serve};
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,8 @@ pub struct GatewayContext {
     pub heartbeat_ms: AtomicI64,
     /// Connections and requests of the HTTP side.
     pub http: HttpCounters,
+    /// The HTTP server's limits (set before [`serve`]; defaults: the `HTTP_*` constants).
+    pub http_limits: HttpLimits,
     /// State other components add for their handlers (a store reader, a WebSocket hub …),
     /// found by type with [`GatewayContext::state`].
     pub extra: Vec<Arc<dyn Any + Send + Sync>>,
@@ -78,6 +81,7 @@ impl GatewayContext {
             shards: OnceLock::new(),
             heartbeat_ms: AtomicI64::new(epoch_ms()),
             http: HttpCounters::default(),
+            http_limits: HttpLimits::default(),
             extra: Vec::new(),
         }
     }

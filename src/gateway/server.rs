@@ -1,10 +1,17 @@
 //! The gateway's listener (thread `api-accept`) and HTTP connection threads (`api-http-N`).
 //! The acceptor waits on a mio poll (100 ms ticks for its heartbeat and shutdown), and gives
-//! each accepted socket its own thread, at most [`HTTP_CONNECTIONS_MAX`] at once (beyond that a
-//! client gets a 503 and is closed). A connection thread serves keep-alive requests through the
-//! [`Router`], and hands a WebSocket opening handshake, with the socket, to its route's upgrade
-//! handler (which moves it to the push thread). Connection threads poll their socket every
-//! 100 ms, so they notice shutdown; the acceptor joins them on its way out.
+//! each accepted socket its own thread, within [`HttpLimits`]: at most `connections` at once
+//! and `per_client` per client address ([`super::slots`]). A connection over either limit gets
+//! one of the few `probe_slots` instead, which answer only `GET /health` (anything else: 503),
+//! so health checks get through while the server is full or one client holds its share; when
+//! those are taken too, a client gets a 503 at once. A connection thread serves keep-alive
+//! requests through the [`Router`], and hands a WebSocket opening handshake, with the socket,
+//! to its route's upgrade handler (which moves it to the push thread). A request head must be
+//! complete `head_timeout` after its first byte (after the connection opened, for the first
+//! request; 408 otherwise), so half-sent requests cannot hold slots; an idle keep-alive
+//! connection is closed after `keep_alive_idle`, or `keep_alive_idle_busy` while the server is
+//! over `HTTP_BUSY_PERCENT` full. Connection threads poll their socket every 100 ms, so they
+//! notice shutdown; the acceptor joins them on its way out.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,19 +23,34 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Token};
 
 use super::http::{self, HttpResponse, ReadOutcome};
+use super::slots::{ClientSlots, Slot, SlotRefusal, client_key};
 use super::{GatewayContext, GatewayError, Router, error_response};
 use crate::clock::epoch_ms;
 use crate::shutdown::Shutdown;
 
-/// HTTP connections served at once (each has a thread); more are refused with a 503.
+/// HTTP connections served at once (each has a thread).
 pub const HTTP_CONNECTIONS_MAX: usize = 512;
-/// A connection thread's socket read timeout: how often it checks for shutdown.
-const READ_POLL: Duration = Duration::from_millis(100);
-/// A request head must be complete this long after the connection opened (or after the
-/// previous answer, for the first bytes of the next one to count as a request being sent).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP connections one client address may hold at once.
+pub const HTTP_CONNECTIONS_PER_CLIENT_MAX: usize = 64;
+/// Extra connections, beyond the limits, that only answer `GET /health`.
+pub const HTTP_PROBE_SLOTS: usize = 8;
+/// Probe connections one client address may hold at once.
+pub const HTTP_PROBE_SLOTS_PER_CLIENT: usize = 2;
+/// A request head must be complete this long after its first byte (for the first request of a
+/// connection: after the connection opened).
+pub const HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// A keep-alive connection without a request for this long is closed.
-const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+pub const HTTP_KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+/// The same while the server is nearly full (see [`HTTP_BUSY_PERCENT`]).
+pub const HTTP_KEEP_ALIVE_IDLE_BUSY: Duration = Duration::from_secs(2);
+/// The server counts as nearly full from this share of `connections` open, in percent.
+pub const HTTP_BUSY_PERCENT: usize = 75;
+/// A probe connection's head must be complete this long after it opened.
+const PROBE_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// The paths a probe connection answers.
+const PROBE_PATHS: [&str; 1] = ["/health"];
+/// A connection thread's socket read timeout: how often it checks for shutdown and timeouts.
+const READ_POLL: Duration = Duration::from_millis(100);
 /// Writing one answer may take at most this long (a client that does not read is dropped).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The acceptor's poll tick.
@@ -40,14 +62,67 @@ const JOIN_DEADLINE: Duration = Duration::from_secs(2);
 
 const LISTENER: Token = Token(0);
 
+const _: () = assert!(HTTP_CONNECTIONS_PER_CLIENT_MAX < HTTP_CONNECTIONS_MAX);
+const _: () = assert!(HTTP_BUSY_PERCENT < 100);
+const _: () = assert!(PROBE_HEAD_TIMEOUT.as_millis() <= HTTP_HEAD_TIMEOUT.as_millis());
+const _: () = assert!(HTTP_KEEP_ALIVE_IDLE_BUSY.as_millis() < HTTP_KEEP_ALIVE_IDLE.as_millis());
+
+/// The HTTP server's limits (defaults: the constants above; tests lower them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections at once.
+    pub connections: usize,
+    /// Connections per client address.
+    pub per_client: usize,
+    /// Probe connections (health checks) beyond the limits, in all.
+    pub probe_slots: usize,
+    /// Probe connections per client address.
+    pub probe_slots_per_client: usize,
+    pub head_timeout: Duration,
+    pub keep_alive_idle: Duration,
+    pub keep_alive_idle_busy: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connections: HTTP_CONNECTIONS_MAX,
+            per_client: HTTP_CONNECTIONS_PER_CLIENT_MAX,
+            probe_slots: HTTP_PROBE_SLOTS,
+            probe_slots_per_client: HTTP_PROBE_SLOTS_PER_CLIENT,
+            head_timeout: HTTP_HEAD_TIMEOUT,
+            keep_alive_idle: HTTP_KEEP_ALIVE_IDLE,
+            keep_alive_idle_busy: HTTP_KEEP_ALIVE_IDLE_BUSY,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// How long a keep-alive connection may idle with `open` connections open.
+    pub fn idle_limit(&self, open: usize) -> Duration {
+        if open.saturating_mul(100) >= self.connections.saturating_mul(HTTP_BUSY_PERCENT) {
+            self.keep_alive_idle_busy
+        } else {
+            self.keep_alive_idle
+        }
+    }
+}
+
 /// Counters of the HTTP side (the `/metrics` endpoint shows them).
 #[derive(Debug, Default)]
 pub struct HttpCounters {
     pub connections_accepted: AtomicU64,
+    /// Connections refused a regular slot (over a limit), the per-client ones included.
     pub connections_refused: AtomicU64,
+    /// Of those, refused for the per-client limit.
+    pub connections_refused_per_client: AtomicU64,
     pub connections_open: AtomicUsize,
     pub requests: AtomicU64,
     pub bad_requests: AtomicU64,
+    /// Requests whose head was not complete in time (408).
+    pub head_timeouts: AtomicU64,
+    /// Health checks answered on a probe slot.
+    pub probe_answers: AtomicU64,
     pub upgrades: AtomicU64,
 }
 
@@ -62,7 +137,7 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
     })
 }
 
-/// Start the acceptor; it runs until shutdown.
+/// Start the acceptor; it runs until shutdown. Limits are `ctx.http_limits`.
 ///
 /// # Errors
 /// The poll or the thread could not be created.
@@ -84,6 +159,8 @@ pub fn serve(
         router: Arc::new(router),
         ctx,
         shutdown: shutdown.clone(),
+        slots: Arc::default(),
+        probes: Arc::default(),
         workers: Vec::new(),
         next_id: 0,
     };
@@ -97,8 +174,20 @@ struct Acceptor {
     router: Arc<Router>,
     ctx: Arc<GatewayContext>,
     shutdown: Shutdown,
+    /// Regular connections.
+    slots: Arc<ClientSlots>,
+    /// Probe connections (health checks beyond the limits).
+    probes: Arc<ClientSlots>,
     workers: Vec<JoinHandle<()>>,
     next_id: u64,
+}
+
+/// What a connection thread serves.
+enum Service {
+    /// Every route, keep-alive.
+    Full,
+    /// Only [`PROBE_PATHS`], one request; anything else is refused with this reason.
+    Probe(SlotRefusal),
 }
 
 impl Acceptor {
@@ -137,16 +226,38 @@ impl Acceptor {
     }
 
     fn start(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let counters = &self.ctx.http;
+        let (counters, limits) = (&self.ctx.http, self.ctx.http_limits);
         self.workers.retain(|w| !w.is_finished());
-        if self.workers.len() >= HTTP_CONNECTIONS_MAX {
-            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
-            refuse(stream);
-            return;
+        let client = client_key(Some(peer));
+        let refusal = match Slot::take(&self.slots, client, limits.connections, limits.per_client) {
+            Ok(slot) => {
+                counters
+                    .connections_accepted
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.spawn(stream, peer, slot, Service::Full);
+            }
+            Err(refusal) => refusal,
+        };
+        counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+        if matches!(refusal, SlotRefusal::PerClient(_)) {
+            counters
+                .connections_refused_per_client
+                .fetch_add(1, Ordering::Relaxed);
         }
-        counters
-            .connections_accepted
-            .fetch_add(1, Ordering::Relaxed);
+        let probe = Slot::take(
+            &self.probes,
+            client,
+            limits.probe_slots,
+            limits.probe_slots_per_client,
+        );
+        match probe {
+            Ok(slot) => self.spawn(stream, peer, slot, Service::Probe(refusal)),
+            Err(_) => refuse(stream, refusal),
+        }
+    }
+
+    /// Serve `stream` on its own thread, which holds `slot` while it runs.
+    fn spawn(&mut self, stream: TcpStream, peer: SocketAddr, slot: Slot, service: Service) {
         self.next_id += 1;
         let (router, ctx, shutdown) =
             (self.router.clone(), self.ctx.clone(), self.shutdown.clone());
@@ -154,26 +265,54 @@ impl Acceptor {
             .name(format!("api-http-{}", self.next_id))
             .stack_size(CONNECTION_STACK_BYTES)
             .spawn(move || {
-                ctx.http.connections_open.fetch_add(1, Ordering::Relaxed);
-                serve_connection(&router, &ctx, &shutdown, stream, peer);
-                ctx.http.connections_open.fetch_sub(1, Ordering::Relaxed);
+                let _slot = slot;
+                match service {
+                    Service::Full => {
+                        ctx.http.connections_open.fetch_add(1, Ordering::Relaxed);
+                        serve_connection(&router, &ctx, &shutdown, stream, peer);
+                        ctx.http.connections_open.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    Service::Probe(refusal) => serve_probe(&router, &ctx, stream, peer, refusal),
+                }
             });
         match spawned {
             Ok(handle) => self.workers.push(handle),
             Err(_) => {
-                counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+                // The closure, and with it the slot, is gone: the client sees the close.
+                self.ctx
+                    .http
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 }
 
-/// Answer 503 to a connection over the limit (best effort, never blocks the acceptor long).
-fn refuse(mut stream: TcpStream) {
+/// The 503 of a connection over the limits.
+fn refusal_response(refusal: SlotRefusal) -> HttpResponse {
+    let msg = match refusal {
+        SlotRefusal::Full(limit) => format!("Too many HTTP connections (limit {limit})."),
+        SlotRefusal::PerClient(limit) => {
+            format!("Too many HTTP connections from your address (limit {limit}).")
+        }
+    };
+    error_response(503, -1003, &msg)
+}
+
+/// Answer 503 to a connection over the limits (best effort, never blocks the acceptor long).
+fn refuse(mut stream: TcpStream, refusal: SlotRefusal) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(50)));
-    let msg = format!("Too many HTTP connections (limit {HTTP_CONNECTIONS_MAX}).");
-    let _ = http::write_response(&mut stream, &error_response(503, -1003, &msg), false);
+    let _ = http::write_response(&mut stream, &refusal_response(refusal), false);
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Prepare an accepted socket for a connection thread.
+fn configure(stream: &TcpStream) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(READ_POLL));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
 }
 
 /// One connection: requests until the client leaves, idles out, upgrades, or shutdown.
@@ -184,15 +323,12 @@ fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
 ) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(READ_POLL));
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    configure(&stream);
     let mut buf = Vec::with_capacity(1024);
-    let mut idle = HEAD_TIMEOUT;
-    // Bounded by the idle timeout, the client and shutdown.
+    let mut waiting = Waiting::First(Instant::now());
+    // Bounded by the timeouts, the client and shutdown.
     loop {
-        let Some(mut request) = next_request(ctx, shutdown, &mut stream, &mut buf, idle) else {
+        let Some(mut request) = next_request(ctx, shutdown, &mut stream, &mut buf, waiting) else {
             return;
         };
         request.peer = Some(peer);
@@ -213,24 +349,93 @@ fn serve_connection(
         if http::write_response(&mut stream, &answer, keep_alive).is_err() || !keep_alive {
             return;
         }
-        idle = KEEP_ALIVE_IDLE;
+        waiting = Waiting::Next(Instant::now());
     }
 }
 
-/// The next request head, or `None` when the connection should end (answering a malformed head
-/// with its error first).
+/// A connection over the limits: one request, answered only for [`PROBE_PATHS`].
+fn serve_probe(
+    router: &Router,
+    ctx: &GatewayContext,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    refusal: SlotRefusal,
+) {
+    configure(&stream);
+    let mut buf = Vec::with_capacity(256);
+    let deadline = Instant::now() + PROBE_HEAD_TIMEOUT;
+    // Bounded by the deadline (each read waits at most READ_POLL).
+    while Instant::now() < deadline {
+        match http::read_request(&mut stream, &mut buf) {
+            Ok(ReadOutcome::Request(mut request)) => {
+                request.peer = Some(peer);
+                ctx.http.requests.fetch_add(1, Ordering::Relaxed);
+                let probe = request.method == "GET"
+                    && !request.is_websocket_upgrade()
+                    && PROBE_PATHS.contains(&request.path.as_str());
+                let answer = if probe {
+                    ctx.http.probe_answers.fetch_add(1, Ordering::Relaxed);
+                    router.dispatch(ctx, &request)
+                } else {
+                    refusal_response(refusal)
+                };
+                let _ = http::write_response(&mut stream, &answer, false);
+                return;
+            }
+            Ok(ReadOutcome::Pending) => {}
+            Ok(ReadOutcome::Closed) | Err(_) => break,
+        }
+    }
+    let _ = http::write_response(&mut stream, &refusal_response(refusal), false);
+}
+
+/// What a connection waits for, since when.
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    /// Its first request: the head is due `head_timeout` after the connection opened.
+    First(Instant),
+    /// A later request: it may idle (keep-alive) until its first byte, then the head is due
+    /// `head_timeout` after that.
+    Next(Instant),
+}
+
+/// The next request head, or `None` when the connection should end (answering a malformed or
+/// late head with its error first).
 fn next_request(
     ctx: &GatewayContext,
     shutdown: &Shutdown,
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
-    idle: Duration,
+    waiting: Waiting,
 ) -> Option<http::HttpRequest> {
-    let started = Instant::now();
-    // Bounded by `idle` (each read waits at most READ_POLL).
+    let limits = ctx.http_limits;
+    let (mut head_since, idle_since) = match waiting {
+        Waiting::First(opened) => (Some(opened), opened),
+        Waiting::Next(answered) => ((!buf.is_empty()).then_some(answered), answered),
+    };
+    // Bounded by the head timeout or the idle limit (each read returns within READ_POLL).
     loop {
-        if shutdown.is_requested() || started.elapsed() > idle {
+        if shutdown.is_requested() {
             return None;
+        }
+        let now = Instant::now();
+        if head_since.is_none() && !buf.is_empty() {
+            head_since = Some(now);
+        }
+        match head_since {
+            Some(since) if now.duration_since(since) > limits.head_timeout => {
+                ctx.http.head_timeouts.fetch_add(1, Ordering::Relaxed);
+                let answer = error_response(408, -1000, "Request head not complete in time.");
+                let _ = http::write_response(stream, &answer, false);
+                return None;
+            }
+            None => {
+                let open = ctx.http.connections_open.load(Ordering::Relaxed);
+                if now.duration_since(idle_since) > limits.idle_limit(open) {
+                    return None;
+                }
+            }
+            Some(_) => {}
         }
         match http::read_request(stream, buf) {
             Ok(ReadOutcome::Request(request)) => return Some(request),
@@ -246,5 +451,31 @@ fn next_request(
                 return None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_is_short_when_nearly_full() {
+        let limits = HttpLimits {
+            connections: 100,
+            ..HttpLimits::default()
+        };
+        assert_eq!(limits.idle_limit(0), HTTP_KEEP_ALIVE_IDLE);
+        assert_eq!(limits.idle_limit(74), HTTP_KEEP_ALIVE_IDLE);
+        assert_eq!(limits.idle_limit(75), HTTP_KEEP_ALIVE_IDLE_BUSY);
+        assert_eq!(limits.idle_limit(500), HTTP_KEEP_ALIVE_IDLE_BUSY);
+    }
+
+    #[test]
+    fn refusals_say_which_limit() {
+        let full = refusal_response(SlotRefusal::Full(7));
+        assert_eq!(full.status, 503);
+        assert!(full.text().contains("limit 7"), "{}", full.text());
+        let mine = refusal_response(SlotRefusal::PerClient(2));
+        assert!(mine.text().contains("from your address"), "{}", mine.text());
     }
 }

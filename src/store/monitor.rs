@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::reader::Reader;
 use super::stats::{StoreCounters, StoreHealth, WriterShared};
 use super::{StoreError, wall_clock_ms};
+use crate::gateway::metrics::{MetricRow, counter, gauge, register};
 use crate::health::{HealthReport, HealthReporter, HealthStatus, heartbeat_report};
 
 /// A cheap, cloneable view of a running (or stopped) writer.
@@ -137,195 +137,198 @@ impl StoreView {
         Reader::open(self.monitor.path())
     }
 
-    /// Add the store's gauges to a `/metrics` registry (prefix `klagg` is the caller's).
+    /// Add the store's metrics to a `/metrics` registry (prefix `klagg` is the caller's).
     pub fn register_metrics(&self, registry: &mut Registry) {
-        for (name, help, value) in self.metric_values() {
-            let metric = Gauge::<i64>::default();
-            metric.set(i64::try_from(value).unwrap_or(i64::MAX));
-            registry.register(name, help, metric);
+        for row in self.metric_values() {
+            register(registry, row);
         }
     }
 
-    /// (name, help, value) of every store gauge.
-    pub fn metric_values(&self) -> Vec<(&'static str, &'static str, u64)> {
+    /// Every store metric (gauges for levels, counters for monotonic counts).
+    pub fn metric_values(&self) -> Vec<MetricRow> {
         let mut rows = writer_metrics(self.monitor.counters());
         rows.extend(history_metrics(&self.progress));
         rows
     }
 }
 
-fn writer_metrics(c: &StoreCounters) -> Vec<(&'static str, &'static str, u64)> {
+fn writer_metrics(c: &StoreCounters) -> Vec<MetricRow> {
     let get = StoreCounters::get;
     vec![
-        (
+        gauge(
             "store_queue_depth",
             "Messages waiting for the store writer",
             get(&c.queue_depth),
         ),
-        (
+        gauge(
             "store_pending_rows",
             "Rows received and not yet committed",
             get(&c.pending_rows),
         ),
-        (
+        counter(
             "store_rows_written",
             "Kline rows inserted or replaced",
             get(&c.rows_written),
         ),
-        (
+        counter(
             "store_rows_kept",
             "Writes not applied: the stored row ranks higher",
             get(&c.rows_kept),
         ),
-        (
+        counter(
             "store_rows_refused",
             "Kline messages refused (wiring bugs)",
             get(&c.rows_refused),
         ),
-        (
+        counter(
             "store_rows_lost",
             "Rows lost because the database kept failing",
             get(&c.rows_lost),
         ),
-        (
+        counter(
             "store_rows_repaired",
             "Klines corrected by a repair",
             get(&c.rows_repaired),
         ),
-        (
+        counter(
             "store_rows_confirmed",
             "Repairs equal to the stored kline",
             get(&c.rows_confirmed),
         ),
-        (
+        counter(
             "store_snapshots_written",
             "Open-kline snapshots written",
             get(&c.snapshots_written),
         ),
-        ("store_batches", "Committed transactions", get(&c.batches)),
-        (
+        counter("store_batches", "Committed transactions", get(&c.batches)),
+        counter(
             "store_batch_errors",
             "Failed transactions (retried)",
             get(&c.batch_errors),
         ),
-        (
+        gauge(
             "store_last_batch_us",
             "Duration of the last transaction, µs",
             get(&c.last_batch_us),
         ),
-        (
+        gauge(
             "store_max_batch_us",
             "Longest transaction, µs",
             get(&c.max_batch_us),
         ),
-        (
+        counter(
             "store_venue_gaps",
             "Venue-gap ranges recorded",
             get(&c.venue_gaps_recorded),
         ),
+        counter(
+            "store_corrections_dropped",
+            "Repair corrections a full consumer channel missed",
+            get(&c.corrections_dropped),
+        ),
     ]
 }
 
-fn history_metrics(p: &HistoryProgress) -> Vec<(&'static str, &'static str, u64)> {
+fn history_metrics(p: &HistoryProgress) -> Vec<MetricRow> {
     let get = HistoryProgress::get;
     vec![
-        (
-            "history_symbols_total",
+        counter(
+            "history_symbols_queued",
             "Symbols queued for history",
             get(&p.symbols_total),
         ),
-        (
+        counter(
             "history_symbols_done",
             "Symbols whose history is complete",
             get(&p.symbols_done),
         ),
-        (
+        counter(
             "history_symbols_skipped",
             "Symbols whose history was given up",
             get(&p.symbols_skipped),
         ),
-        (
+        counter(
             "history_periods_missing",
             "Periods found missing",
             get(&p.periods_missing),
         ),
-        (
+        counter(
             "history_requests",
             "History klines requests",
             get(&p.requests),
         ),
-        (
+        counter(
             "history_weight",
             "REST weight spent on history",
             get(&p.weight),
         ),
-        ("history_klines", "History klines fetched", get(&p.klines)),
-        (
+        counter("history_klines", "History klines fetched", get(&p.klines)),
+        counter(
             "history_errors",
             "Failed history and repair requests",
             get(&p.errors),
         ),
-        (
+        counter(
             "history_yields",
             "Waits for activation packages",
             get(&p.yields),
         ),
-        (
+        counter(
             "repairs",
             "Repairs asked for (activations and gaps)",
             get(&p.repairs),
         ),
-        (
+        counter(
             "repair_gaps",
             "Repairs after a reported gap",
             get(&p.repair_gaps),
         ),
-        (
+        gauge(
             "repair_jobs_pending",
             "Repair jobs waiting",
             get(&p.repair_jobs_pending),
         ),
-        (
+        counter(
             "repair_periods",
             "Periods covered by repairs",
             get(&p.repair_periods),
         ),
-        (
+        counter(
             "repair_capped",
             "Repairs cut to --repair-max-periods",
             get(&p.repair_capped),
         ),
-        (
+        counter(
             "repair_refused",
             "Repair jobs refused (list full)",
             get(&p.repair_refused),
         ),
-        (
+        counter(
             "repair_dropped",
             "Repair jobs of symbols that left",
             get(&p.repair_dropped),
         ),
-        (
+        counter(
             "repair_requests",
             "Repair klines requests",
             get(&p.repair_requests),
         ),
-        (
+        counter(
             "repair_weight",
             "REST weight spent on repairs",
             get(&p.repair_weight),
         ),
-        (
+        counter(
             "repair_klines",
             "Repair klines fetched",
             get(&p.repair_klines),
         ),
-        (
+        counter(
             "store_registrations",
             "Symbols registered with the store",
             get(&p.registrations),
         ),
-        (
+        counter(
             "store_send_failures",
             "Store commands not delivered",
             get(&p.store_send_failures),
@@ -421,8 +424,12 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("klagg_store_queue_depth 7"), "{text}");
-        assert!(text.contains("klagg_history_weight 35"), "{text}");
-        assert!(text.contains("klagg_store_rows_written 0"), "{text}");
+        assert!(
+            text.contains("# TYPE klagg_history_weight counter"),
+            "{text}"
+        );
+        assert!(text.contains("klagg_history_weight_total 35"), "{text}");
+        assert!(text.contains("klagg_store_rows_written_total 0"), "{text}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! path (`/market/ws`, `/market/ws/<stream>/…`, `/market/stream?streams=…`; the same without
 //! `/market`), validate the streams, reserve a connection slot, answer 101 and hand the socket to
 //! the push thread. Parts of a `/ws/…` path without an `@` are connection labels, not streams
-//! (ccxt opens `/market/ws/0`), and are ignored as Binance does. Refusals are HTTP answers with a Binance-style JSON body: 400 for a bad
-//! stream, 404 for an unknown path, 503 when the connection limit is reached.
+//! (ccxt opens `/market/ws/0`), and are ignored as Binance does. Refusals are HTTP answers with
+//! a Binance-style JSON body: 400 for a bad stream, 404 for an unknown path, 503 when the
+//! connection limit, in all or per client address, is reached.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -12,6 +13,7 @@ use super::NewClient;
 use super::control::{self, KlineStream};
 use crate::api::{ApiCounters, ApiState};
 use crate::gateway::http::{self, HttpRequest, HttpResponse};
+use crate::gateway::slots::SlotRefusal;
 use crate::gateway::{GatewayContext, error_response};
 
 /// A routed handshake: raw or combined framing and the streams of the URL.
@@ -104,15 +106,21 @@ pub fn upgrade(
             error_response(400, -1000, "Missing Sec-WebSocket-Key."),
         );
     };
-    let max = api.limits.ws_connections;
-    if !api.push.reserve(max) {
+    let (max, per_client) = (api.limits.ws_connections, api.limits.ws_per_client);
+    if let Err(refusal) = api.push.reserve(request.peer, max, per_client) {
         ApiCounters::add(&api.counters.ws_refused, 1);
-        let msg = format!("Too many WebSocket connections (limit {max}).");
+        let msg = match refusal {
+            SlotRefusal::Full(limit) => format!("Too many WebSocket connections (limit {limit})."),
+            SlotRefusal::PerClient(limit) => {
+                ApiCounters::add(&api.counters.ws_refused_per_client, 1);
+                format!("Too many WebSocket connections from your address (limit {limit}).")
+            }
+        };
         return refuse(&mut stream, error_response(503, -1003, &msg));
     }
     let head = klagg_shards::wire::http::switching_protocols(key);
     if stream.write_all(head.as_bytes()).is_err() || stream.set_nonblocking(true).is_err() {
-        api.push.release();
+        api.push.release(request.peer);
         return;
     }
     let client = NewClient {
@@ -123,7 +131,7 @@ pub fn upgrade(
         leftover,
     };
     if let Err(client) = api.push.hand_off(client) {
-        api.push.release();
+        api.push.release(client.peer);
         ApiCounters::add(&api.counters.ws_refused, 1);
         drop(client);
     }

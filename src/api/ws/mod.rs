@@ -2,7 +2,8 @@
 //! ([`handshake`]), the push thread `api-ws` ([`pusher`]) that owns every client after it, the
 //! framing ([`frame`]), the control protocol ([`control`]) and a client's state ([`client`]).
 //! This module holds the hand-off between them: a bounded channel of new clients plus the push
-//! thread's mio waker, and the count of open connections (reserved at the handshake).
+//! thread's mio waker, and the open connections, in all and per client address (reserved at the
+//! handshake, given back by the push thread when the client leaves).
 
 pub mod client;
 pub mod control;
@@ -12,7 +13,6 @@ pub mod pusher;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use mio::{Poll, Token, Waker};
@@ -21,6 +21,7 @@ pub use control::KlineStream;
 pub use pusher::Pusher;
 
 use super::HANDOFF_CAPACITY;
+use crate::gateway::slots::{ClientSlots, SlotRefusal, client_key};
 
 /// The push thread's waker token.
 pub const WAKER: Token = Token(0);
@@ -43,31 +44,37 @@ pub struct NewClient {
 pub struct PushHandle {
     tx: Sender<NewClient>,
     waker: Arc<Waker>,
-    open: AtomicUsize,
+    slots: ClientSlots,
 }
 
 impl PushHandle {
-    /// Take a connection slot; false when `max` are open.
-    pub fn reserve(&self, max: usize) -> bool {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .is_ok()
+    /// Take a connection slot for a client at `peer`: at most `max` in all and `per_client`
+    /// per client address.
+    ///
+    /// # Errors
+    /// Which limit is reached.
+    pub fn reserve(
+        &self,
+        peer: Option<SocketAddr>,
+        max: usize,
+        per_client: usize,
+    ) -> Result<(), SlotRefusal> {
+        self.slots.take(client_key(peer), max, per_client)
     }
 
-    /// Give a slot back (the client left or never arrived).
-    pub fn release(&self) {
-        let _ = self
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                Some(n.saturating_sub(1))
-            });
+    /// Give back the slot of the client at `peer` (it left or never arrived).
+    pub fn release(&self, peer: Option<SocketAddr>) {
+        self.slots.give_back(client_key(peer));
     }
 
     /// Connections open (or reserved).
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        self.slots.open()
+    }
+
+    /// Connections open (or reserved) of the client at `peer`.
+    pub fn open_of(&self, peer: Option<SocketAddr>) -> usize {
+        self.slots.held_by(client_key(peer))
     }
 
     /// Hand a client to the push thread.
@@ -110,7 +117,7 @@ impl PushParts {
         let handle = PushHandle {
             tx,
             waker,
-            open: AtomicUsize::new(0),
+            slots: ClientSlots::default(),
         };
         Ok((handle, PushParts { poll, clients }))
     }
@@ -121,14 +128,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_bounded() {
+    fn slots_are_bounded_in_all_and_per_client() {
         let (handle, _parts) = PushParts::new().unwrap();
-        for _ in 0..3 {
-            assert!(handle.reserve(3));
+        let peer = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        let other = Some(SocketAddr::from(([10, 0, 0, 1], 9)));
+        for port in 0..2 {
+            assert_eq!(handle.reserve(peer(port), 3, 2), Ok(()));
         }
-        assert!(!handle.reserve(3));
-        handle.release();
-        assert_eq!(handle.open(), 2);
-        assert!(handle.reserve(3));
+        assert_eq!(
+            handle.reserve(peer(5), 3, 2),
+            Err(SlotRefusal::PerClient(2))
+        );
+        assert_eq!(handle.reserve(other, 3, 2), Ok(()));
+        assert_eq!(handle.reserve(None, 3, 2), Err(SlotRefusal::Full(3)));
+        handle.release(peer(1));
+        assert_eq!((handle.open(), handle.open_of(peer(7))), (2, 1));
+        assert_eq!(handle.reserve(peer(1), 3, 2), Ok(()));
     }
 }

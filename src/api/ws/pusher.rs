@@ -149,7 +149,7 @@ impl Pusher {
             )
             .is_err()
         {
-            self.state.push.release();
+            self.state.push.release(client.peer);
             return;
         }
         if slot == self.clients.len() {
@@ -532,7 +532,7 @@ impl Pusher {
                 self.detach(slot, key);
             }
             self.more_to_read.retain(|&s| s != slot);
-            self.state.push.release();
+            self.state.push.release(client.peer);
             self.free.push(slot);
         }
     }
