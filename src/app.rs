@@ -81,7 +81,7 @@ pub struct AppExtensions {
     /// Told every kline a store repair changed (a gap made it wrong), as
     /// `KlineMsg::Corrected` — the same message a shard sends for a late trade's correction —
     /// so the WebSocket API can re-publish it. `try_send`: a full channel misses it (counted in
-    /// `klagg_store_corrections_dropped`); the store serves it regardless.
+    /// `klagg_store_corrections_dropped_total`); the store serves it regardless.
     pub correction_sinks: Vec<crossbeam_channel::Sender<KlineMsg>>,
 }
 
@@ -334,6 +334,7 @@ fn start_gateway(
         boards.budget.clone(),
     );
     ctx.extra = extra;
+    ctx.http_limits.per_client = config.http_conns_per_ip;
     let ctx = Arc::new(ctx);
     let server = gateway::bind(config.listen)?;
     let listen = gateway::local_addr(&server).unwrap_or(config.listen);

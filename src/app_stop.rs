@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use klagg_shards::protocol::ShardCmd;
-use slog::{info, warn};
+use slog::{error, info, warn};
 
 use crate::app::RunningApp;
 use crate::app_store;
@@ -130,15 +130,21 @@ impl RunningApp {
         for shard in &self.shard_threads {
             let _ = shard.handle.try_send(ShardCmd::Shutdown);
         }
-        let mut late_threads = Vec::new();
+        let (mut late_threads, mut panicked) = (Vec::new(), Vec::new());
         let shard_joins = self
             .shard_threads
             .into_iter()
             .map(|s| (format!("shard-{:02}", s.handle.id.0), s.join));
         for (name, handle) in self.threads.into_iter().chain(shard_joins) {
-            if join_until(handle, threads_deadline).is_err() {
-                late_threads.push(name);
+            match join_until(handle, threads_deadline) {
+                Joined::Cleanly => {}
+                // The panic hook already asked for this (fatal) stop and logged the panic.
+                Joined::Panicked => panicked.push(name),
+                Joined::Late => late_threads.push(name),
             }
+        }
+        if !panicked.is_empty() {
+            error!(self.log, "threads ended by a panic"; "threads" => panicked.join(","));
         }
         let store_problem = self.store_runtime.and_then(|store| {
             store.stop(
@@ -162,15 +168,27 @@ impl RunningApp {
     }
 }
 
-/// Join `handle` unless `deadline` passes first (then it is left detached).
-fn join_until(handle: JoinHandle<()>, deadline: Instant) -> Result<(), ()> {
+/// How a thread ended at shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Joined {
+    Cleanly,
+    Panicked,
+    /// Still running at the deadline (left detached).
+    Late,
+}
+
+/// Join `handle` unless `deadline` passes first.
+fn join_until(handle: JoinHandle<()>, deadline: Instant) -> Joined {
     while !handle.is_finished() {
         if Instant::now() >= deadline {
-            return Err(());
+            return Joined::Late;
         }
         std::thread::park_timeout(Duration::from_millis(10));
     }
-    handle.join().map_err(|_| ())
+    match handle.join() {
+        Ok(()) => Joined::Cleanly,
+        Err(_) => Joined::Panicked,
+    }
 }
 
 #[cfg(test)]
@@ -216,5 +234,16 @@ mod tests {
             fatal.error_line().unwrap(),
             "venue gone; threads still running at the shutdown deadline: api-0; x"
         );
+    }
+
+    #[test]
+    fn a_panicked_thread_is_not_reported_as_late() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let clean = std::thread::spawn(|| {});
+        assert_eq!(join_until(clean, deadline), Joined::Cleanly);
+        let panicked = std::thread::spawn(|| panic!("test panic"));
+        assert_eq!(join_until(panicked, deadline), Joined::Panicked);
+        let late = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(300)));
+        assert_eq!(join_until(late, Instant::now()), Joined::Late);
     }
 }

@@ -79,6 +79,8 @@ pub struct StatusBoard {
     pub symbols_failed: AtomicU64,
     first_active_ms: AtomicI64,
     all_active_ms: AtomicI64,
+    /// When every symbol first was Active or Failed (startup has nothing left to try).
+    settled_ms: AtomicI64,
     /// When the last initial package of the startup universe was ready (ms since start): the
     /// "synchronous baseline", when a prepare-everything-first design would have started serving.
     last_package_ms: AtomicI64,
@@ -123,6 +125,7 @@ impl StatusBoard {
             symbols_failed: AtomicU64::new(0),
             first_active_ms: AtomicI64::new(NONE_MS),
             all_active_ms: AtomicI64::new(NONE_MS),
+            settled_ms: AtomicI64::new(NONE_MS),
             last_package_ms: AtomicI64::new(NONE_MS),
             activation_queue_depth: AtomicU64::new(0),
             dispatcher_backlog: AtomicU64::new(0),
@@ -179,13 +182,15 @@ impl StatusBoard {
         self.symbols_active.store(active, Ordering::Relaxed);
         self.symbols_failed.store(failed, Ordering::Relaxed);
         let total = self.symbols_total.load(Ordering::Relaxed);
+        let first_time = |cell: &AtomicI64| {
+            let now = self.start.elapsed_ms();
+            let _ = cell.compare_exchange(NONE_MS, now, Ordering::Relaxed, Ordering::Relaxed);
+        };
         if total > 0 && active >= total {
-            let _ = self.all_active_ms.compare_exchange(
-                NONE_MS,
-                self.start.elapsed_ms(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            first_time(&self.all_active_ms);
+        }
+        if total > 0 && active + failed >= total {
+            first_time(&self.settled_ms);
         }
     }
 
@@ -216,6 +221,12 @@ impl StatusBoard {
     /// Every symbol Active (first time), ms since start.
     pub fn all_active_ms(&self) -> Option<i64> {
         let ms = self.all_active_ms.load(Ordering::Relaxed);
+        (ms != NONE_MS).then_some(ms)
+    }
+
+    /// Every symbol Active or Failed (first time), ms since start.
+    pub fn settled_ms(&self) -> Option<i64> {
+        let ms = self.settled_ms.load(Ordering::Relaxed);
         (ms != NONE_MS).then_some(ms)
     }
 
@@ -262,6 +273,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_failed_symbol_settles_startup_but_is_not_active() {
+        let board = StatusBoard::new(ProcessStart::now());
+        board.symbols_total.store(3, Ordering::Relaxed);
+        board.set_counts(2, 0);
+        assert_eq!(board.settled_ms(), None);
+        board.set_counts(2, 1);
+        assert!(board.settled_ms().is_some());
+        assert_eq!(board.all_active_ms(), None, "one failed: not all active");
+    }
+
+    #[test]
     fn timeline_is_set_once() {
         let board = StatusBoard::new(ProcessStart::now());
         assert_eq!(board.first_active_ms(), None);
@@ -273,6 +295,7 @@ mod tests {
         board.set_symbol(SymbolIndex(0), DispatchState::Active, Some(ShardId(1)));
         board.set_counts(2, 0);
         assert!(board.all_active_ms().is_some());
+        assert!(board.settled_ms().is_some());
         let status = board.symbol(SymbolIndex(0));
         assert_eq!(status.state, DispatchState::Active);
         assert_eq!(status.shard, Some(ShardId(1)));

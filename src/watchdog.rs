@@ -221,16 +221,23 @@ impl<C: Clock> Watchdog<C> {
             .sum()
     }
 
-    /// Log the startup timeline once, when every symbol first is Active.
+    /// Log the startup timeline once, when every symbol first is Active, or else when the last
+    /// ones failed (nothing left to try until a refresh queues them again).
     fn announce_all_active(&self, announced: &mut bool) {
         if *announced {
             return;
         }
+        let active = StatusBoard::get(&self.status.symbols_active);
         if let Some(all_ms) = self.status.all_active_ms() {
             *announced = true;
-            info!(self.log, "all symbols active"; "symbols" => StatusBoard::get(&self.status.symbols_active),
+            info!(self.log, "all symbols active"; "symbols" => active,
                 "first_active_ms" => self.status.first_active_ms(), "all_active_ms" => all_ms,
                 "synchronous_baseline_ms" => self.status.last_package_ms());
+        } else if let Some(settled_ms) = self.status.settled_ms() {
+            *announced = true;
+            warn!(self.log, "startup settled with failed symbols"; "active" => active,
+                "failed" => StatusBoard::get(&self.status.symbols_failed),
+                "first_active_ms" => self.status.first_active_ms(), "settled_ms" => settled_ms);
         }
     }
 
@@ -239,7 +246,7 @@ impl<C: Clock> Watchdog<C> {
         let trades = self.trades();
         let active = StatusBoard::get(&self.status.symbols_active);
         let total = StatusBoard::get(&self.status.symbols_total);
-        if active < total || self.status.all_active_ms().is_none() {
+        if self.status.settled_ms().is_none() {
             let elapsed_ms = (now_ms - then_ms).max(1) as u64;
             info!(self.log, "activating"; "active" => active, "total" => total,
                 "failed" => StatusBoard::get(&self.status.symbols_failed),

@@ -23,7 +23,7 @@ fn error_lines(output: &Output) -> Vec<String> {
 
 #[test]
 fn bad_flags_exit_2_with_one_line() {
-    let cases: [(&[&str], &str); 13] = [
+    let cases: [(&[&str], &str); 15] = [
         (&["--venue", "kraken"], "--venue"),
         (&["--intervals", "1m,2m"], "--intervals"),
         (&["--run-for", "soon"], "--run-for"),
@@ -63,6 +63,14 @@ fn bad_flags_exit_2_with_one_line() {
         (
             &["--close-grace", "-1s"],
             "--close-grace: \"-1s\" is negative",
+        ),
+        (
+            &["--http-conns-per-ip", "0"],
+            "--http-conns-per-ip: 0 is not in 1..=512",
+        ),
+        (
+            &["--ws-conns-per-ip", "5000"],
+            "--ws-conns-per-ip: 5000 is not in 1..=1024",
         ),
     ];
     for (flags, expected) in cases {

@@ -301,7 +301,11 @@ impl Api {
         extensions: &mut crate::app::AppExtensions,
     ) -> std::io::Result<Api> {
         let db = extensions.store.as_ref().map(|s| s.path().to_path_buf());
-        let api = Api::new(&config.intervals, extensions.registry.clone(), db)?;
+        let limits = ApiLimits {
+            ws_per_client: config.ws_conns_per_ip,
+            ..ApiLimits::default()
+        };
+        let api = Api::with_limits(&config.intervals, extensions.registry.clone(), db, limits)?;
         extensions.kline_sinks.push(api.sink());
         // Klines a store repair changed come as `Corrected`, like a shard's late corrections.
         extensions.correction_sinks.push(api.klines_tx.clone());

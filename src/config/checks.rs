@@ -136,6 +136,33 @@ pub fn reject_sim_flags(args: &RunArgs, venue: &str) -> Result<(), ConfigError> 
     }
 }
 
+/// `--http-conns-per-ip` and `--ws-conns-per-ip`, each within the server's whole limit.
+///
+/// # Errors
+/// A value of 0 or above the whole limit.
+pub fn per_address_limits(args: &RunArgs) -> Result<(usize, usize), ConfigError> {
+    use crate::api::{WS_CONNECTIONS_MAX, WS_CONNECTIONS_PER_CLIENT_MAX};
+    use crate::gateway::server::{HTTP_CONNECTIONS_MAX, HTTP_CONNECTIONS_PER_CLIENT_MAX};
+    let check = |flag, value: Option<usize>, default, max| match value.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        n => Err(invalid(flag, format!("{n} is not in 1..={max}"))),
+    };
+    Ok((
+        check(
+            "http-conns-per-ip",
+            args.http_conns_per_ip,
+            HTTP_CONNECTIONS_PER_CLIENT_MAX,
+            HTTP_CONNECTIONS_MAX,
+        )?,
+        check(
+            "ws-conns-per-ip",
+            args.ws_conns_per_ip,
+            WS_CONNECTIONS_PER_CLIENT_MAX,
+            WS_CONNECTIONS_MAX,
+        )?,
+    ))
+}
+
 /// The proxy URL must be one the REST client can use (`http://`, `https://`, `socks4://`,
 /// `socks4a://`, `socks5://`, `socks5h://`).
 pub fn check_proxy(url: &str) -> Result<(), ConfigError> {

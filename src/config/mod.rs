@@ -76,6 +76,13 @@ pub struct RunArgs {
     /// Address of the API and operability endpoints [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// HTTP connections one client address may hold [default: 64]; behind a reverse proxy every
+    /// client shares its address, so raise it there.
+    #[arg(long, value_name = "N")]
+    pub http_conns_per_ip: Option<usize>,
+    /// WebSocket clients one client address may hold [default: 256].
+    #[arg(long, value_name = "N")]
+    pub ws_conns_per_ip: Option<usize>,
     /// Stop cleanly after this long (e.g. 30s, 5m, 2h).
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub run_for: Option<String>,
@@ -208,6 +215,9 @@ pub struct Config {
     pub backfill_concurrency: usize,
     pub db_path: PathBuf,
     pub listen: SocketAddr,
+    /// HTTP connections and WebSocket clients per client address.
+    pub http_conns_per_ip: usize,
+    pub ws_conns_per_ip: usize,
     pub run_for: Option<Duration>,
     pub proxy: Option<String>,
     pub log_format: LogFormat,
@@ -253,6 +263,8 @@ impl RunArgs {
             run_for: self.run_for.or(file.run_for),
             proxy: self.proxy.or(file.proxy),
             config: self.config,
+            http_conns_per_ip: self.http_conns_per_ip.or(file.http_conns_per_ip),
+            ws_conns_per_ip: self.ws_conns_per_ip.or(file.ws_conns_per_ip),
             log_format: self.log_format.or(file.log_format),
             log_level: self.log_level.or(file.log_level),
             exchange_info_refresh: self.exchange_info_refresh.or(file.exchange_info_refresh),
@@ -288,7 +300,10 @@ impl RunArgs {
                 format!("must be 1..={BACKFILL_CONCURRENCY_MAX}"),
             ));
         }
+        let (http_conns_per_ip, ws_conns_per_ip) = checks::per_address_limits(&self)?;
         Ok(Config {
+            http_conns_per_ip,
+            ws_conns_per_ip,
             rest_has_1s: self.rest_1s.unwrap_or(matches!(venue, Venue::Sim(_))),
             store: StoreSettings::resolve(&self)?,
             venue,

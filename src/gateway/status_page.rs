@@ -38,6 +38,7 @@ pub fn status_json(ctx: &GatewayContext) -> Value {
         "uptime_ms": status.start.elapsed_ms(),
         "first_active_ms": status.first_active_ms(),
         "all_active_ms": status.all_active_ms(),
+        "settled_ms": status.settled_ms(),
         "last_package_ms": status.last_package_ms(),
         "symbols_total": StatusBoard::get(&status.symbols_total),
         "symbols_active": StatusBoard::get(&status.symbols_active),
