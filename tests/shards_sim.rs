@@ -5,10 +5,13 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::Receiver;
 use klagg_bench::sim::{SimConfig, SubKind};
 use klagg_shards::kline::Interval;
-use klagg_shards::protocol::{ShardCmd, ShardCounters, ShardId, SymbolIndex, WsCmd};
-use klagg_shards::shard::{ShardConfig, ShardOutputs, spawn_shard};
+use klagg_shards::protocol::{
+    KlineMsg, ShardCmd, ShardCounters, ShardId, ShardReport, SymbolIndex, WsCmd,
+};
+use klagg_shards::shard::{ShardConfig, ShardOutputs, ShardThread, spawn_shard};
 use support::shards::Harness;
 
 fn epoch_ms() -> i64 {
@@ -71,15 +74,13 @@ fn two_shards_fifty_symbols_closed_klines_equal_rest_for_1s_and_1m() {
     h.stop();
 }
 
-#[test]
-fn an_empty_shard_heartbeats_and_stays_healthy() {
-    let (klines_tx, _klines_rx) = crossbeam_channel::bounded(16);
-    let (reports_tx, _reports_rx) = crossbeam_channel::bounded(16);
-    let mut config = ShardConfig::new(ShardId(3), vec![Interval::M1], "ws://127.0.0.1:9");
+/// A shard with no symbols, pinned to `core`, heartbeating every 20 ms; with its output ends.
+fn bare_shard(id: u16, core: usize) -> (ShardThread, Receiver<KlineMsg>, Receiver<ShardReport>) {
+    let (klines_tx, klines_rx) = crossbeam_channel::bounded(16);
+    let (reports_tx, reports_rx) = crossbeam_channel::bounded(16);
+    let mut config = ShardConfig::new(ShardId(id), vec![Interval::M1], "ws://127.0.0.1:9");
     config.heartbeat_interval = Duration::from_millis(20);
-    // A core this process may run on (CI may hand it a restricted set).
-    let allowed = core_affinity::get_core_ids().expect("core ids");
-    config.core = Some(allowed[0].id);
+    config.core = Some(core);
     let outputs = ShardOutputs {
         klines: vec![klagg_shards::shard::KlineSink {
             tx: klines_tx,
@@ -87,7 +88,15 @@ fn an_empty_shard_heartbeats_and_stays_healthy() {
         }],
         reports: reports_tx,
     };
-    let shard = spawn_shard(config, outputs).expect("starts");
+    let shard = spawn_shard(config, outputs).expect("starts (a failed pin included)");
+    (shard, klines_rx, reports_rx)
+}
+
+#[test]
+fn an_empty_shard_heartbeats_and_stays_healthy() {
+    // A core this process may run on (CI may hand it a restricted set).
+    let allowed = core_affinity::get_core_ids().expect("core ids");
+    let (shard, _klines, _reports) = bare_shard(3, allowed[0].id);
     let first = shard.handle.health();
     std::thread::sleep(Duration::from_millis(300));
     let later = shard.handle.health();
@@ -165,19 +174,7 @@ fn subscriptions_are_coalesced_paced_and_spread_over_connections() {
 fn a_failed_pin_is_reported_and_the_shard_runs_unpinned() {
     // A core the machine lacks, and one no CPU set can even name.
     for core in [1000, 100_000] {
-        let (klines_tx, _klines_rx) = crossbeam_channel::bounded(16);
-        let (reports_tx, _reports_rx) = crossbeam_channel::bounded(16);
-        let mut config = ShardConfig::new(ShardId(4), vec![Interval::M1], "ws://127.0.0.1:9");
-        config.heartbeat_interval = Duration::from_millis(20);
-        config.core = Some(core);
-        let outputs = ShardOutputs {
-            klines: vec![klagg_shards::shard::KlineSink {
-                tx: klines_tx,
-                updates: true,
-            }],
-            reports: reports_tx,
-        };
-        let shard = spawn_shard(config, outputs).expect("starts anyway");
+        let (shard, _klines, _reports) = bare_shard(4, core);
         std::thread::sleep(Duration::from_millis(100));
         let health = shard.handle.health();
         assert!(health.pin_failed, "core {core}: {health:?}");
