@@ -31,10 +31,16 @@ fn two_shards_fifty_symbols_closed_klines_equal_rest_for_1s_and_1m() {
     let first_acks = h.acked_at.clone();
     // A symbol that was never activated must not be subscribed.
     h.send(0, ShardCmd::Ws(WsCmd::SubscribeOne(SymbolIndex(999))));
-    // Run across a minute boundary (and its grace) so that 1m klines close too.
+    // Run across a minute boundary (and its grace) so that 1m klines close too, and for at
+    // least 15 s: a trade missed between a symbol's package and its subscription shows as a
+    // gap only at the symbol's next trade, so a short run can end before a quiet symbol has
+    // revealed (and resynced) it.
     let now = epoch_ms();
-    let to_boundary = 60_000 - now.rem_euclid(60_000);
-    let run_ms = (to_boundary + 1_500).max(4_000) as u64;
+    let mut to_boundary = 60_000 - now.rem_euclid(60_000);
+    if to_boundary < 15_000 {
+        to_boundary += 60_000;
+    }
+    let run_ms = (to_boundary + 1_500) as u64;
     h.pump(Duration::from_millis(run_ms));
 
     let compared = h.assert_exact();
