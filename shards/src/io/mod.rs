@@ -28,7 +28,7 @@ use mio::{Interest, Registry, Token};
 use rustc_hash::FxHashMap;
 use tungstenite::Message;
 
-use crate::protocol::{ShardCounters, SymbolIndex};
+use crate::protocol::{ResyncReason, ShardCounters, SymbolIndex};
 use crate::worker::Worker;
 use conn::{ConnState, Connection, ReadStats, StreamFailures, read_frames};
 use connector::{ConnectRequest, ConnectResult, tcp_of};
@@ -39,8 +39,11 @@ pub const FIRST_CONN_TOKEN: usize = 1;
 /// A connect attempt that has not come back after this long is abandoned.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
 /// A retiring connection is closed at the latest this long after its rotation started, even
-/// when its replacement never had every stream acknowledged.
+/// when its replacement never had every stream acknowledged (while the replacement is open).
 const ROTATION_DEADLINE: Duration = Duration::from_secs(60);
+/// ... and this long at the very latest, even while the replacement cannot connect (well
+/// inside the margin the default lifetime leaves before the venue's 24 h limit).
+const ROTATION_DEADLINE_MAX: Duration = Duration::from_secs(9 * 60);
 /// A retiring connection is closed at the latest this long after its replacement had every
 /// stream acknowledged; symbols that did not trade meanwhile switch then.
 pub const ROTATION_OVERLAP_MAX: Duration = Duration::from_secs(10);
@@ -182,9 +185,11 @@ impl Io {
         self.names
             .entry(symbol)
             .or_insert_with(|| format!("{}@aggTrade", name.to_ascii_lowercase()).into());
-        // An owner whose connection has gone (closed for good) no longer carries the stream.
+        // An owner whose connection has gone (closed for good) or is retiring (it sends no more
+        // control messages) no longer carries the stream.
         let owned = self.owner.get(&symbol).copied();
-        let slot = match owned.filter(|&slot| self.conns[slot].is_some()) {
+        let usable = |slot: usize| self.conns[slot].as_ref().is_some_and(|c| !c.retiring);
+        let slot = match owned.filter(|&slot| usable(slot)) {
             Some(slot) => slot,
             None => {
                 let room = self.conns.iter().position(|conn| {
@@ -204,6 +209,15 @@ impl Io {
             conn.subs.want(symbol);
         }
         Ok(())
+    }
+
+    /// `symbol` was activated again: a rotation in progress forgets what it held for it.
+    pub fn on_activated(&mut self, symbol: SymbolIndex) {
+        for conn in self.conns.iter_mut().flatten() {
+            if let Some(overlap) = conn.overlap.as_mut() {
+                overlap.reset(symbol);
+            }
+        }
     }
 
     /// Stop carrying `symbol`'s stream.
@@ -436,7 +450,19 @@ impl Io {
             overlap,
             stats: GateStats::default(),
         });
+        let reported = failures.len();
         let stats = read_frames(conn, worker, budget, now, failures, gate);
+        if conn.retiring {
+            // Its streams moved to the replacement: a refusal here loses nothing.
+            let mut index = reported;
+            while index < failures.len() {
+                if failures[index].1 == ResyncReason::SubscriptionLost {
+                    failures.swap_remove(index);
+                } else {
+                    index += 1;
+                }
+            }
+        }
         if conn.want_flush || stats.frames > 0 {
             // Pongs to the server's pings go out with the next flush.
             let _ = conn.flush();

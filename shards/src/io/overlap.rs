@@ -13,8 +13,10 @@
 //!   (`last applied + 1`): the held trades are applied in order (the book skips the ones it
 //!   already has), and nothing between the two streams can be missing. This happens on a
 //!   replacement trade when the replacement lags, and on a retiring trade when it leads.
-//! - After the switch the replacement is authoritative (its stream is contiguous, so each of its
-//!   trades is the next one or a duplicate); the retiring connection's trades are dropped.
+//! - After the switch both connections' trades are applied as they come: each stream is
+//!   contiguous and has proven it connects, so each trade is the next one or a duplicate the
+//!   book skips. Keeping the retiring stream matters when the replacement reconnects during the
+//!   overlap: what the retiring one delivered meanwhile was applied, not dropped.
 //!
 //! The retiring connection is closed once every symbol has switched, or [`OVERLAP_MAX`] after
 //! the replacement had every stream acknowledged (a symbol that did not trade in that time);
@@ -105,6 +107,14 @@ impl Overlap {
         self.symbols.retain(|&s| s != symbol);
     }
 
+    /// `symbol` was activated again (a resync replaced its state): trades held before belong
+    /// to the old state; it waits afresh.
+    pub fn reset(&mut self, symbol: SymbolIndex) {
+        if let Some(held) = self.waiting.get_mut(&symbol) {
+            held.clear();
+        }
+    }
+
     /// True while the retiring connection is authoritative for `symbol`.
     pub fn is_waiting(&self, symbol: SymbolIndex) -> bool {
         self.waiting.contains_key(&symbol)
@@ -165,7 +175,7 @@ impl Gate<'_> {
         };
         let waiting = self.overlap.is_waiting(symbol);
         match self.side {
-            Side::Retiring if !waiting => None,
+            Side::Retiring if !waiting => Some(worker.process_raw_trade(raw)),
             Side::Retiring => {
                 let outcome = worker.process_raw_trade(raw);
                 self.switch_if_connected(worker, symbol);
@@ -235,8 +245,7 @@ mod tests {
         fn deliver(&mut self, overlap: &mut Overlap, side: Side, id: i64) {
             let waiting = overlap.is_waiting(A);
             match side {
-                Side::Retiring if !waiting => return,
-                Side::Replacement if !waiting => return self.apply(id),
+                Side::Retiring | Side::Replacement if !waiting => return self.apply(id),
                 Side::Retiring => self.apply(id),
                 Side::Replacement => {
                     overlap.hold(A, trade(id));
@@ -336,5 +345,40 @@ mod tests {
             !overlap.hold(SymbolIndex(9), trade(1)),
             "not waiting: not held"
         );
+    }
+
+    #[test]
+    fn a_replacement_reconnecting_after_the_switch_loses_nothing() {
+        let mut overlap = Overlap::new(0, vec![A], Instant::now());
+        let mut book = Book {
+            last: 99,
+            applied: Vec::new(),
+        };
+        (100..=105).for_each(|id| book.deliver(&mut overlap, Side::Retiring, id));
+        book.deliver(&mut overlap, Side::Replacement, 104);
+        assert!(!overlap.is_waiting(A), "switched");
+        // The retiring connection runs ahead; then the replacement breaks before delivering
+        // 106 and 107 and must hand over again.
+        (106..=107).for_each(|id| book.deliver(&mut overlap, Side::Retiring, id));
+        overlap.restart();
+        book.deliver(&mut overlap, Side::Retiring, 108);
+        (107..=110).for_each(|id| book.deliver(&mut overlap, Side::Replacement, id));
+        assert_eq!(book.applied, (100..=110).collect::<Vec<_>>());
+        assert!(overlap.switched_all());
+    }
+
+    #[test]
+    fn a_reactivated_symbol_drops_what_was_held_for_it() {
+        let mut overlap = Overlap::new(0, vec![A], Instant::now());
+        overlap.hold(A, trade(500));
+        overlap.reset(A);
+        assert!(overlap.is_waiting(A), "still waiting for a hand-over");
+        assert!(
+            overlap.switch_if_connected(A, None).is_none(),
+            "nothing held"
+        );
+        overlap.hold(A, trade(600));
+        let held = overlap.switch_if_connected(A, None).expect("switches");
+        assert_eq!(held.iter().map(|t| t.agg_id).collect::<Vec<_>>(), vec![600]);
     }
 }

@@ -13,7 +13,8 @@ use super::conn::ConnState;
 use super::connector::ConnectRequest;
 use super::overlap::Overlap;
 use super::{
-    CONNECT_DEADLINE, Connection, Io, ROTATION_DEADLINE, ROTATION_OVERLAP_MAX, deregister, ping,
+    CONNECT_DEADLINE, Connection, Io, ROTATION_DEADLINE, ROTATION_DEADLINE_MAX,
+    ROTATION_OVERLAP_MAX, deregister, ping,
 };
 use crate::worker::Worker;
 
@@ -172,7 +173,8 @@ impl Io {
 
     /// True when the retiring connection in `slot` is no longer needed: every symbol was
     /// handed over, or the overlap ran out ([`ROTATION_OVERLAP_MAX`] after the replacement
-    /// settled, [`ROTATION_DEADLINE`] after the rotation started), or there is no overlap.
+    /// settled, [`ROTATION_DEADLINE`] after the rotation started while the replacement is open,
+    /// [`ROTATION_DEADLINE_MAX`] in any case), or there is no overlap.
     fn overlap_done(&mut self, slot: usize, now: Instant) -> bool {
         let next = self.conns[slot].as_ref().and_then(|conn| conn.replacement);
         let Some(next) = next.and_then(|next| self.conns.get_mut(next)?.as_mut()) else {
@@ -189,7 +191,8 @@ impl Io {
         let overlap_over = overlap
             .settled_at
             .is_some_and(|at| now.duration_since(at) >= ROTATION_OVERLAP_MAX);
-        let deadline = now.duration_since(overlap.started) >= ROTATION_DEADLINE;
+        let elapsed = now.duration_since(overlap.started);
+        let deadline = (open && elapsed >= ROTATION_DEADLINE) || elapsed >= ROTATION_DEADLINE_MAX;
         (open && overlap.switched_all()) || overlap_over || deadline
     }
 

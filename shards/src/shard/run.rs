@@ -239,9 +239,11 @@ impl ShardLoop {
     }
 
     fn on_worker_cmd(&mut self, cmd: WorkerCmd) {
-        if let WorkerCmd::DeactivateSymbol { symbol } = &cmd {
+        match &cmd {
             // A delisted symbol's stream is of no further use.
-            self.io.unsubscribe(*symbol);
+            WorkerCmd::DeactivateSymbol { symbol } => self.io.unsubscribe(*symbol),
+            // A (re)activation replaces the symbol's state: trades held for it are stale.
+            WorkerCmd::ActivateSymbol { symbol, .. } => self.io.on_activated(symbol.index),
         }
         self.worker.process_command(cmd);
     }
