@@ -8,7 +8,7 @@
 //! their outboxes), then the store writer commits everything and exits. Exit codes (see
 //! [`ExitStatus`]): 0 after a clean stop on a signal or `--run-for`, 1 after a fatal error (a bad
 //! database or a panicked thread included), 2 for bad flags, 3 when the stop lost data (store
-//! rows lost, threads still running at the deadline).
+//! rows lost, a shard still running at the deadline).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

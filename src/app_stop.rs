@@ -23,12 +23,13 @@ use crate::shutdown::StopReason;
 pub enum ExitStatus {
     /// 0: stopped by SIGINT/SIGTERM or `--run-for`, everything flushed and joined.
     Clean,
-    /// 1: a fatal error (unusable database, venue unreachable at startup, fatal health state).
+    /// 1: a fatal error (unusable database, venue unreachable at startup, fatal health state,
+    /// a panicked thread).
     Fatal,
     /// 2: bad flags or config file; nothing was started.
     BadFlags,
-    /// 3: stopped, but the stop lost data: the store lost rows or did not close, or threads
-    /// were still running at the shutdown deadline.
+    /// 3: stopped, but the stop lost data: the store lost rows or did not close, or a shard (its
+    /// outbox may hold closed klines) was still running at the shutdown deadline.
     Unclean,
 }
 
@@ -51,21 +52,33 @@ impl ExitStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopped {
     pub reason: StopReason,
-    /// Threads still running at the shutdown deadline (left detached).
+    /// Threads still running at the shutdown deadline (left detached). Only shards hold data
+    /// then; the others are typically inside a blocking REST call or handshake.
     pub late_threads: Vec<String>,
+    /// Threads that ended by a panic.
+    pub panicked: Vec<String>,
     /// What the store lost or why it did not close (`None`: closed cleanly, or no store).
     pub store_problem: Option<String>,
 }
 
 impl Stopped {
-    /// True when nothing was lost or left running.
-    pub fn is_clean(&self) -> bool {
-        self.late_threads.is_empty() && self.store_problem.is_none()
+    /// Late threads that may hold data (shards, with their outboxes).
+    fn late_with_data(&self) -> Vec<&str> {
+        self.late_threads
+            .iter()
+            .map(String::as_str)
+            .filter(|name| name.starts_with("shard-"))
+            .collect()
     }
 
-    /// Fatal wins over unclean; unclean over clean.
+    /// True when nothing was lost: the store closed with every row, and every shard ended.
+    pub fn is_clean(&self) -> bool {
+        self.late_with_data().is_empty() && self.store_problem.is_none()
+    }
+
+    /// Fatal (a panic included) wins over unclean; unclean over clean.
     pub fn exit_status(&self) -> ExitStatus {
-        if self.reason.is_failure() {
+        if self.reason.is_failure() || !self.panicked.is_empty() {
             ExitStatus::Fatal
         } else if !self.is_clean() {
             ExitStatus::Unclean
@@ -80,10 +93,14 @@ impl Stopped {
         if let StopReason::Fatal(message) = &self.reason {
             parts.push(message.clone());
         }
-        if !self.late_threads.is_empty() {
+        if !self.panicked.is_empty() {
+            parts.push(format!("threads panicked: {}", self.panicked.join(",")));
+        }
+        let late = self.late_with_data();
+        if !late.is_empty() {
             parts.push(format!(
-                "threads still running at the shutdown deadline: {}",
-                self.late_threads.join(",")
+                "shards still running at the shutdown deadline: {}",
+                late.join(",")
             ));
         }
         parts.extend(self.store_problem.clone());
@@ -163,6 +180,7 @@ impl RunningApp {
         Stopped {
             reason,
             late_threads,
+            panicked,
             store_problem,
         }
     }
@@ -199,6 +217,7 @@ mod tests {
         Stopped {
             reason,
             late_threads: late.iter().map(|s| s.to_string()).collect(),
+            panicked: Vec::new(),
             store_problem: store.map(str::to_string),
         }
     }
@@ -221,8 +240,20 @@ mod tests {
         assert_eq!(late.exit_status(), ExitStatus::Unclean);
         assert_eq!(
             late.error_line().unwrap(),
-            "threads still running at the shutdown deadline: symbol-manager-0,shard-01"
+            "shards still running at the shutdown deadline: shard-01"
         );
+        // A thread inside a blocking REST call at the deadline holds no data: a clean exit
+        // (its lateness is logged as a warning).
+        let waiting = stopped(StopReason::Signal, &["backfill-1", "history"], None);
+        assert_eq!(
+            (waiting.exit_status(), waiting.error_line()),
+            (ExitStatus::Clean, None)
+        );
+        // A panic during the stop is fatal even after a signal.
+        let mut panicked = stopped(StopReason::Signal, &[], None);
+        panicked.panicked.push("shard-00".into());
+        assert_eq!(panicked.exit_status(), ExitStatus::Fatal);
+        assert_eq!(panicked.error_line().unwrap(), "threads panicked: shard-00");
         // A fatal stop stays exit 1, with everything on its one line.
         let fatal = stopped(
             StopReason::Fatal("venue gone".into()),
@@ -230,10 +261,7 @@ mod tests {
             Some("x"),
         );
         assert_eq!(fatal.exit_status(), ExitStatus::Fatal);
-        assert_eq!(
-            fatal.error_line().unwrap(),
-            "venue gone; threads still running at the shutdown deadline: api-0; x"
-        );
+        assert_eq!(fatal.error_line().unwrap(), "venue gone; x");
     }
 
     #[test]

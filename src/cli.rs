@@ -8,9 +8,9 @@ use clap::{Parser, Subcommand};
 /// The exit codes of `klagg run` (`crate::app_stop::ExitStatus`), shown by `klagg run --help`.
 const RUN_EXIT_CODES: &str = "Exit codes:
   0  stopped by SIGINT/SIGTERM or --run-for, everything flushed and joined
-  1  fatal error: unusable --db, venue unreachable at startup, fatal health state
+  1  fatal error: unusable --db, venue unreachable at startup, fatal health state, a panic
   2  bad flags or config file (nothing was started)
-  3  stopped, but the stop lost data: the store lost rows or did not close, or threads were
+  3  stopped, but the stop lost data: the store lost rows or did not close, or a shard was
      still running at the 5 s shutdown deadline";
 
 /// Binance USD-M futures klines from the live aggregate-trade stream.

@@ -21,6 +21,9 @@ pub const SHARD_DISCONNECTED_WARN_MS: i64 = 10_000;
 /// …and after this long an Error (not fatal: a restart does not bring the venue back, and the
 /// API keeps serving what is stored; `/health` answers 503 meanwhile).
 pub const SHARD_DISCONNECTED_ERROR_MS: i64 = 60_000;
+/// A shard with a connection but streams unacknowledged this long (another of its connections
+/// cannot connect, or the venue does not answer) is a Warning.
+pub const STREAMS_PENDING_WARN_MS: i64 = 30_000;
 /// A shard that gave up streams (repeated SUBSCRIBE errors) is a Warning for this long after
 /// the last one.
 pub const SUBSCRIPTIONS_GIVEN_UP_WARN_MS: i64 = 300_000;
@@ -43,6 +46,8 @@ pub struct ShardHealthReporter {
     /// Epoch ms since when the shard wants a connection and has none (`NEVER`: it has one or
     /// wants none).
     disconnected_since_ms: AtomicI64,
+    /// Epoch ms since when some wanted streams have been unacknowledged (`NEVER`: none).
+    pending_since_ms: AtomicI64,
     /// Streams given up, as last seen, and when that count last rose.
     given_up_seen: AtomicU64,
     given_up_rose_ms: AtomicI64,
@@ -55,6 +60,7 @@ impl ShardHealthReporter {
             handle,
             outbox_limit: OUTBOX_PAUSE_DEPTH as u64,
             disconnected_since_ms: AtomicI64::new(NEVER),
+            pending_since_ms: AtomicI64::new(NEVER),
             given_up_seen: AtomicU64::new(0),
             given_up_rose_ms: AtomicI64::new(NEVER),
         }
@@ -78,6 +84,9 @@ impl ShardHealthReporter {
         }
         self.judge_given_up(now_ms, &c, &mut report);
         let disconnected_ms = self.judge_connection(now_ms, &c, &mut report);
+        if disconnected_ms.is_none() {
+            self.judge_pending(now_ms, &c, &mut report);
+        }
         report
             .detail("core", self.handle.core)
             .detail("symbols_active", c.symbols_active)
@@ -128,6 +137,31 @@ impl ShardHealthReporter {
             report.raise(HealthStatus::Warning, message());
         }
         Some(for_ms)
+    }
+
+    /// Raise the report when wanted streams stay unacknowledged although the shard has a
+    /// connection (one of several connections down: its symbols receive nothing).
+    fn judge_pending(&self, now_ms: i64, c: &ShardCountersSnapshot, report: &mut HealthReport) {
+        if c.subscriptions_pending == 0 {
+            self.pending_since_ms.store(NEVER, Ordering::Relaxed);
+            return;
+        }
+        let since = match self.pending_since_ms.load(Ordering::Relaxed) {
+            NEVER => {
+                self.pending_since_ms.store(now_ms, Ordering::Relaxed);
+                now_ms
+            }
+            since => since,
+        };
+        if now_ms - since >= STREAMS_PENDING_WARN_MS {
+            let message = format!(
+                "{} streams unacknowledged for {} s ({} of the shard's connections open)",
+                c.subscriptions_pending,
+                (now_ms - since) / 1000,
+                c.connections_open
+            );
+            report.raise(HealthStatus::Warning, message);
+        }
     }
 
     fn judge_given_up(&self, now_ms: i64, c: &ShardCountersSnapshot, report: &mut HealthReport) {
@@ -270,6 +304,42 @@ mod tests {
             beat(t0 + 71_000 + SHARD_DISCONNECTED_WARN_MS).status,
             HealthStatus::Warning
         );
+    }
+
+    #[test]
+    fn streams_pending_long_on_a_connected_shard_warn() {
+        let r = reporter();
+        let t0 = 2_000_000;
+        let beat = |now: i64| {
+            set(&r, |c| &c.heartbeat_ms, now as u64);
+            r.report_at(now)
+        };
+        set(&r, |c| &c.symbols_active, 300);
+        set(&r, |c| &c.connections_open, 1);
+        set(&r, |c| &c.subscriptions_pending, 100);
+        assert_eq!(
+            beat(t0).status,
+            HealthStatus::Ok,
+            "a subscription in flight"
+        );
+        assert_eq!(
+            beat(t0 + STREAMS_PENDING_WARN_MS - 1).status,
+            HealthStatus::Ok
+        );
+        let warn = beat(t0 + STREAMS_PENDING_WARN_MS);
+        assert_eq!(warn.status, HealthStatus::Warning);
+        assert!(
+            warn.message.contains("100 streams unacknowledged for 30 s"),
+            "{warn:?}"
+        );
+        set(&r, |c| &c.subscriptions_pending, 0);
+        assert_eq!(
+            beat(t0 + STREAMS_PENDING_WARN_MS + 1).status,
+            HealthStatus::Ok
+        );
+        set(&r, |c| &c.subscriptions_pending, 5);
+        let again = beat(t0 + STREAMS_PENDING_WARN_MS + 2);
+        assert_eq!(again.status, HealthStatus::Ok, "the clock starts anew");
     }
 
     #[test]

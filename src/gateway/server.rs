@@ -53,6 +53,9 @@ const PROBE_PATHS: [&str; 1] = ["/health"];
 const READ_POLL: Duration = Duration::from_millis(100);
 /// Writing one answer may take at most this long (a client that does not read is dropped).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one answer may take to write in all: a client reading a few bytes now and then
+/// cannot hold its slot for longer (each write alone is bounded by `WRITE_TIMEOUT`).
+const ANSWER_WRITE_MAX: Duration = Duration::from_secs(30);
 /// The acceptor's poll tick.
 const ACCEPT_TICK: Duration = Duration::from_millis(100);
 /// Connection threads' stack size (they only parse heads and format answers).
@@ -308,6 +311,40 @@ fn refuse(mut stream: TcpStream, refusal: SlotRefusal) {
 }
 
 /// Prepare an accepted socket for a connection thread.
+/// Writes to a stream that give up once `until` has passed (each write blocks at most until
+/// then, and at most `WRITE_TIMEOUT`).
+struct DeadlineWriter<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl<'a> DeadlineWriter<'a> {
+    fn new(stream: &'a TcpStream, within: Duration) -> DeadlineWriter<'a> {
+        DeadlineWriter {
+            stream,
+            until: Instant::now() + within,
+        }
+    }
+}
+
+impl Write for DeadlineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.stream
+            .set_write_timeout(Some(left.min(WRITE_TIMEOUT)))?;
+        let mut stream = self.stream;
+        stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut stream = self.stream;
+        stream.flush()
+    }
+}
+
 fn configure(stream: &TcpStream) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_nodelay(true);
@@ -346,7 +383,9 @@ fn serve_connection(
         }
         let answer = router.dispatch(ctx, &request);
         let keep_alive = request.keep_alive && !shutdown.is_requested();
-        if http::write_response(&mut stream, &answer, keep_alive).is_err() || !keep_alive {
+        let mut out = DeadlineWriter::new(&stream, ANSWER_WRITE_MAX);
+        let written = http::write_response(&mut out, &answer, keep_alive);
+        if written.is_err() || !keep_alive {
             return;
         }
         waiting = Waiting::Next(Instant::now());
@@ -425,8 +464,12 @@ fn next_request(
         match head_since {
             Some(since) if now.duration_since(since) > limits.head_timeout => {
                 ctx.http.head_timeouts.fetch_add(1, Ordering::Relaxed);
-                let answer = error_response(408, -1000, "Request head not complete in time.");
-                let _ = http::write_response(stream, &answer, false);
+                // A connection that never sent a byte is closed silently (a client that opened
+                // it ahead of time must not read a 408 as the answer to its coming request).
+                if !buf.is_empty() {
+                    let answer = error_response(408, -1000, "Request head not complete in time.");
+                    let _ = http::write_response(stream, &answer, false);
+                }
                 return None;
             }
             None => {

@@ -104,7 +104,13 @@ struct State {
 
 impl HistoryThread {
     /// The thread body: runs until shutdown.
-    pub fn run(self) {
+    pub fn run(mut self) {
+        // Its requests wait out REST pauses and its weight share (minutes at worst): the waits
+        // keep its heartbeat fresh, so a pause does not look like a hung thread.
+        let progress = self.progress.clone();
+        self.rest = self.rest.clone().with_wait_beat(move |now| {
+            HistoryProgress::set(&progress.heartbeat_ms, now.max(0) as u64);
+        });
         let reader = match Reader::open(&self.db_path) {
             Ok(reader) => reader,
             Err(error) => {

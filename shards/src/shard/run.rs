@@ -23,6 +23,8 @@ use crate::worker::{Worker, WorkerEvent};
 
 /// The poll token of the waker (inbox commands and connector results).
 pub const WAKER: Token = Token(0);
+/// How long shutdown waits for the connector thread before leaving it to end by itself.
+const CONNECTOR_JOIN_MAX: Duration = Duration::from_millis(200);
 /// How long shutdown keeps handing waiting final klines to their consumers (yielding between
 /// tries) before it counts the rest as undeliverable.
 const SHUTDOWN_FLUSH_MAX: Duration = Duration::from_secs(2);
@@ -335,7 +337,15 @@ impl ShardLoop {
         } = self.connector;
         drop(request_tx);
         drop(self.io);
-        let _ = join.join();
+        // The connector may sit in a DNS lookup or handshake (seconds): it stops by itself
+        // after that, holding nothing, so the shard does not wait for it past a moment.
+        let deadline = Instant::now() + CONNECTOR_JOIN_MAX;
+        while !join.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if join.is_finished() {
+            let _ = join.join();
+        }
     }
 }
 
