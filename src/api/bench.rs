@@ -20,11 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use klagg_shards::kline::{Interval, Kline, Scales};
-use klagg_shards::protocol::{
-    ActivationId, InitialSymbolData, SHARD_REPORT_CAPACITY, ShardCmd, ShardCounters, ShardId,
-    SymbolIndex, SymbolSpec, WorkerCmd, WsCmd,
-};
-use klagg_shards::shard::{ShardConfig, ShardOutputs, spawn_shard};
+use klagg_shards::protocol::{ShardCmd, ShardCounters, SymbolIndex, SymbolSpec};
 use serde_json::{Value, json};
 
 use super::standalone::Standalone;
@@ -419,47 +415,6 @@ fn firehose_sim(rate: u64) -> Result<(klagg_bench::sim::SimHandle, Vec<SymbolSpe
     Ok((sim, specs))
 }
 
-/// One shard on `sim` with every symbol active and subscribed, its klines into `sink`.
-fn fed_shard(
-    sim: &klagg_bench::sim::SimHandle,
-    specs: &[SymbolSpec],
-    sink: klagg_shards::shard::KlineSink,
-) -> Result<klagg_shards::shard::ShardThread, String> {
-    let (reports_tx, _reports_rx) = crossbeam_channel::bounded(SHARD_REPORT_CAPACITY);
-    let config = ShardConfig::new(ShardId(0), FANOUT_INTERVALS.to_vec(), sim.ws_url());
-    let outputs = ShardOutputs {
-        klines: vec![sink],
-        reports: reports_tx,
-    };
-    let shard = spawn_shard(config, outputs).map_err(|e| e.to_string())?;
-    let (ack_tx, ack_rx) = crossbeam_channel::bounded(specs.len());
-    for spec in specs {
-        let initial_data = InitialSymbolData {
-            klines: vec![None; FANOUT_INTERVALS.len()],
-            taken_at_ms: 0,
-            last_agg_id: None,
-        };
-        let cmd = WorkerCmd::ActivateSymbol {
-            symbol: spec.clone(),
-            initial_data,
-            activation: ActivationId(1),
-            ack: ack_tx.clone(),
-        };
-        let send = |cmd| shard.handle.try_send(cmd).map_err(|_| "shard inbox full");
-        send(ShardCmd::Worker(cmd))?;
-        ack_rx
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| "no ack")?;
-    }
-    // All at once, so that the first SUBSCRIBE carries every stream: the firehose feeds only
-    // the streams subscribed when it starts.
-    for spec in specs {
-        let cmd = ShardCmd::Ws(WsCmd::SubscribeOne(spec.index));
-        shard.handle.try_send(cmd).map_err(|_| "shard inbox full")?;
-    }
-    Ok(shard)
-}
-
 /// `clients` WebSocket clients with `streams` kline streams each, as non-blocking sockets.
 fn connect_clients(
     addr: SocketAddr,
@@ -495,7 +450,14 @@ fn fanout(args: &BenchApiArgs) -> Result<Value, String> {
         .map(|s| (s.name.to_string(), s.scales))
         .collect();
     let rig = api_alone(registry_of(&names), &FANOUT_INTERVALS, None)?;
-    let shard = fed_shard(&sim, &specs, rig.sink.clone())?;
+    let shard = klagg_bench::fed_shard::spawn_fed_shard(
+        0,
+        &sim.ws_url(),
+        &FANOUT_INTERVALS,
+        &specs,
+        rig.sink.clone(),
+        None,
+    )?;
     let counters = shard.handle.counters.clone();
     std::thread::sleep(Duration::from_secs(3));
     let secs = args.seconds.max(3);
