@@ -175,10 +175,11 @@ pub fn read_frames(
             Message::Text(text) => {
                 stats.frames += 1;
                 stats.bytes += text.len() as u64;
-                let subs = &mut conn.subs;
+                let (subs, retiring) = (&mut conn.subs, conn.retiring);
                 handle_text(
                     text.as_bytes(),
                     subs,
+                    retiring,
                     worker,
                     &mut stats,
                     failures,
@@ -211,6 +212,7 @@ pub fn read_frames(
 fn handle_text(
     bytes: &[u8],
     subs: &mut SubscriptionSet,
+    retiring: bool,
     worker: &mut Worker,
     stats: &mut ReadStats,
     failures: &mut StreamFailures,
@@ -242,9 +244,12 @@ fn handle_text(
         }
         Ok(Frame::Error { id: Some(id), .. }) => {
             stats.control_errors += 1;
-            // A stream the venue keeps refusing: the control plane activates the symbol again.
+            // A stream the venue keeps refusing: the control plane activates the symbol again
+            // (not on a retiring connection: its streams moved to the replacement).
             let effect = subs.on_error(id, |symbol| {
-                failures.push((symbol, ResyncReason::SubscriptionLost));
+                if !retiring {
+                    failures.push((symbol, ResyncReason::SubscriptionLost));
+                }
             });
             stats.given_up += effect.given_up as u64;
         }

@@ -28,7 +28,7 @@ use mio::{Interest, Registry, Token};
 use rustc_hash::FxHashMap;
 use tungstenite::Message;
 
-use crate::protocol::{ResyncReason, ShardCounters, SymbolIndex};
+use crate::protocol::{ShardCounters, SymbolIndex};
 use crate::worker::Worker;
 use conn::{ConnState, Connection, ReadStats, StreamFailures, read_frames};
 use connector::{ConnectRequest, ConnectResult, tcp_of};
@@ -450,19 +450,7 @@ impl Io {
             overlap,
             stats: GateStats::default(),
         });
-        let reported = failures.len();
         let stats = read_frames(conn, worker, budget, now, failures, gate);
-        if conn.retiring {
-            // Its streams moved to the replacement: a refusal here loses nothing.
-            let mut index = reported;
-            while index < failures.len() {
-                if failures[index].1 == ResyncReason::SubscriptionLost {
-                    failures.swap_remove(index);
-                } else {
-                    index += 1;
-                }
-            }
-        }
         if conn.want_flush || stats.frames > 0 {
             // Pongs to the server's pings go out with the next flush.
             let _ = conn.flush();

@@ -91,13 +91,8 @@ impl Rig {
     /// Let the I/O send its SUBSCRIBE, acknowledge it from `server` and read the ack.
     fn subscribe_acked(&mut self, slot: usize, server: &mut Server, now: Instant) {
         self.tick(now);
-        let text = match server.read().expect("SUBSCRIBE") {
-            Message::Text(text) => text.to_string(),
-            other => panic!("expected SUBSCRIBE, got {other:?}"),
-        };
+        let (id, text) = request(server);
         assert!(text.contains("btcusdt@aggTrade"), "{text}");
-        let id = text.rsplit("\"id\":").next().expect("id");
-        let id: u64 = id.trim_end_matches('}').parse().expect("numeric id");
         send(server, &format!(r#"{{"result":null,"id":{id}}}"#));
         self.read(slot, now);
         assert!(self.io.conns[slot].as_ref().expect("open").subs.settled());
@@ -125,14 +120,15 @@ impl Rig {
     }
 }
 
-/// The id of the control request `server` receives next.
-fn request_id(server: &mut Server) -> u64 {
+/// The control request `server` receives next: its id and text.
+fn request(server: &mut Server) -> (u64, String) {
     let text = match server.read().expect("a request") {
         Message::Text(text) => text.to_string(),
         other => panic!("expected a request, got {other:?}"),
     };
     let id = text.rsplit("\"id\":").next().expect("id");
-    id.trim_end_matches('}').parse().expect("numeric id")
+    let id = id.trim_end_matches('}').parse().expect("numeric id");
+    (id, text)
 }
 
 fn send(server: &mut Server, text: &str) {
@@ -283,7 +279,7 @@ fn a_subscription_the_venue_keeps_refusing_is_reported_and_can_be_made_again() {
     for attempt in 0..=u64::from(subs::SUBSCRIBE_RETRY_MAX) {
         let now = t0 + Duration::from_secs(attempt + 1); // past the control-message pacing
         rig.tick(now);
-        let id = request_id(&mut server);
+        let (id, _) = request(&mut server);
         send(
             &mut server,
             &format!(r#"{{"error":{{"code":2,"msg":"Invalid request"}},"id":{id}}}"#),
