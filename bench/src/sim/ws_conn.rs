@@ -380,10 +380,7 @@ impl Conn {
                 bytes += len as u64;
             }
         }
-        let c = &self.shared.hub.counters;
-        c.frames_sent.fetch_add(written, Ordering::Relaxed);
-        c.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
-        self.flush(written == 0)
+        self.finish_batch(written, bytes)
     }
 
     /// Like [`Conn::write_outbound`], but each data frame waits `delay` after it was taken
@@ -415,6 +412,11 @@ impl Conn {
             written += 1;
             bytes += len as u64;
         }
+        self.finish_batch(written, bytes)
+    }
+
+    /// Count a batch of `written` data frames (`bytes` in all) and flush it.
+    fn finish_batch(&mut self, written: u64, bytes: u64) -> Result<(), End> {
         let c = &self.shared.hub.counters;
         c.frames_sent.fetch_add(written, Ordering::Relaxed);
         c.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
